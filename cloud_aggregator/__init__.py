@@ -1,0 +1,1 @@
+"""Cloud aggregator: rounds, streaming aggregation strategies, registry (see ARCHITECTURE.md)."""

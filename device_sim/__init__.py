@@ -1,0 +1,1 @@
+"""Device simulator: synthetic industrial sensors, recording replay and recording over MQTT."""

@@ -1,0 +1,1 @@
+"""Benchmarks run by `fedge bench NAME --json PATH`; results are reported in bench/README.md."""
