@@ -70,7 +70,9 @@ def load_plugins(group: str, attribute: str) -> list[Any]:
     found = []
     for ep in entry_points(group=group):
         try:
-            found.append(getattr(ep.load(), attribute))
+            # "pkg.module" exposes ``attribute``; "pkg.module:NAME" names the object itself.
+            loaded = ep.load()
+            found.append(loaded if ep.attr else getattr(loaded, attribute))
         except (ImportError, AttributeError) as exc:
             # A broken or partial install must not take every other command down with it.
             print(f"fedge: {group} entry {ep.name!r} is unavailable: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,6 +135,9 @@ class MqttClient:
         self._started = False
         self._closing = False
         self._subacks: dict[int, list[ReasonCode]] = {}
+        # Called in the network thread after every successful (re)connect, for example to
+        # publish a retained birth message. They must not block: publish with timeout=0.
+        self.connect_hooks: list[Callable[[], None]] = []
         self._logged: set[str] = set()
         self._client = self._make_client()
 
@@ -435,6 +439,11 @@ class MqttClient:
             self._connected = True
             self._refusal = None
             self._state.notify_all()
+        for hook in list(self.connect_hooks):
+            try:
+                hook()
+            except Exception as exc:  # noqa: BLE001 - a hook's bug must never reach paho
+                self._log_once(f"hook:{type(exc).__name__}", f"connect hook raised {exc!r}")
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any

@@ -70,7 +70,7 @@ def _subscriber(  # noqa: PLR0917 - multiprocessing passes a target's arguments 
     conn.send((state["frames"], state["readings"], state["last"]))
 
 
-def _publish(
+def publish_frames(
     *, url: BrokerUrl, options: MqttOptions, topic: str, payloads: list[bytes], count: int, qos: int
 ) -> tuple[float, float]:
     """Publish ``count`` frames; return (wall start, seconds until the broker had them all)."""
@@ -91,7 +91,7 @@ def _run_case(
     payloads = _frames(rows, min(count, 2000))
 
     def publish() -> tuple[float, float]:
-        return _publish(
+        return publish_frames(
             url=url, options=options, topic=topic, payloads=payloads, count=count, qos=qos
         )
 
