@@ -1,0 +1,294 @@
+"""The inference hot path: frames in, windows scored in micro-batches, episodes out.
+
+``InferenceEngine`` knows nothing about MQTT. Frames are submitted from any thread (the MQTT
+network thread in the service) into a bounded queue; one inference thread turns them into
+windows, calibrates each new device, scores ready windows in micro-batches (up to
+``batch_size`` windows, or whatever is ready after ``max_wait_s``) and applies the detector.
+
+Calibration: each device's first ``calibration_windows`` windows are treated as normal data.
+They fix the device's normalisation (per-channel mean and std) and join the node's calibration
+set, whose scores under the active model set the node threshold. Those windows are used for
+calibration, not scored for anomalies; every later window is scored exactly once.
+
+Model hot swap: ``offer_model`` builds nothing on the hot path. The caller (a loader thread)
+builds the ``WindowScorer`` and the new threshold first; the inference thread picks the new
+model up between two batches, so each window is scored by exactly one model.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_node.detector import DetectorConfig, EpisodeEvent, EpisodeTracker, calibrate_threshold
+from edge_node.scorer import WindowScorer
+from edge_node.state import Calibration, Normalisation
+from edge_node.windows import DeviceWindows, WindowBlock, WindowConfig
+from fedge.transport import RejectLog
+from fedge.wire import SensorFrame
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+MIN_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    window: WindowConfig = field(default_factory=WindowConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    calibration_windows: int = 200
+    max_calibration_set: int = 4000
+    batch_size: int = 256
+    max_wait_s: float = 0.005
+    queue_frames: int = 10_000
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """A model ready to score: its session, identity and the node threshold under it."""
+
+    scorer: WindowScorer
+    model: str
+    version: int
+    origin: str
+    threshold: float | None
+
+
+@dataclass
+class EngineStats:
+    frames: int = 0
+    windows_scored: int = 0
+    windows_calibration: int = 0
+    windows_unscored: int = 0  # ready but no model or threshold yet
+    batches: int = 0
+    episodes: int = 0
+    swaps: int = 0
+
+
+ScoredHook = Callable[[str, NDArray[np.int64], NDArray[np.float32], int], None]
+EventHook = Callable[[EpisodeEvent, ActiveModel], None]
+
+
+class InferenceEngine:
+    """Windows, calibration, micro-batched scoring and detection for one node."""
+
+    def __init__(
+        self,
+        channels: tuple[str, ...],
+        config: EngineConfig,
+        on_event: EventHook,
+        rejects: RejectLog,
+        *,
+        calibration: Calibration | None = None,
+        on_scored: ScoredHook | None = None,
+    ) -> None:
+        self.channels = channels
+        self.config = config
+        self.stats = EngineStats()
+        self.rejects = rejects
+        self._on_event = on_event
+        self._on_scored = on_scored
+        self._queue: queue.Queue[object] = queue.Queue(config.queue_frames)
+        self._devices: dict[str, DeviceWindows] = {}
+        self._norms: dict[str, Normalisation] = {}
+        self._calibrating: dict[str, list[NDArray[np.float32]]] = {}
+        self._calibration_set: list[NDArray[np.float32]] = []
+        self._calibration_lock = threading.Lock()
+        self._model: ActiveModel | None = None
+        self._next_model: ActiveModel | None = None
+        self._swap_lock = threading.Lock()
+        self._tracker = EpisodeTracker(config.detector, channels)
+        self.on_calibrated: Callable[[Calibration], None] | None = None
+        if calibration is not None:
+            self._norms.update(calibration.devices)
+            self._calibration_set.append(calibration.windows)
+
+    # -- called from other threads -------------------------------------------------------------
+
+    def submit(self, frame: SensorFrame) -> None:
+        """Queue a decoded frame for the inference thread (blocks when the queue is full)."""
+        self._queue.put(frame)
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+
+    def offer_model(self, model: ActiveModel) -> None:
+        """Make ``model`` (scorer built, threshold computed) current from the next batch on."""
+        with self._swap_lock:
+            self._next_model = model
+
+    @property
+    def model(self) -> ActiveModel | None:
+        return self._next_model or self._model
+
+    def calibration_windows(self) -> NDArray[np.float32]:
+        """A snapshot of the node's normalised calibration windows (for a new threshold)."""
+        with self._calibration_lock:
+            if not self._calibration_set:
+                return np.empty((0, self.config.window.window, len(self.channels)), np.float32)
+            return np.concatenate(self._calibration_set)
+
+    def threshold_for(self, scorer: WindowScorer) -> float | None:
+        """The node threshold ``scorer`` would need, from the calibration set (None if empty)."""
+        windows = self.calibration_windows()
+        if windows.shape[0] == 0:
+            return None
+        scores = np.concatenate(
+            [scorer.score(windows[i : i + 1024]).score for i in range(0, windows.shape[0], 1024)]
+        )
+        return calibrate_threshold(scores, self.config.detector)
+
+    # -- the inference thread --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Process frames until ``stop``; returns after scoring what was already queued."""
+        pending: list[WindowBlock] = []
+        pending_count = 0
+        oldest = 0.0
+        while True:
+            timeout = (
+                None
+                if not pending
+                else max(0.0, oldest + self.config.max_wait_s - time.monotonic())
+            )
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._score(pending)
+                return
+            if isinstance(item, SensorFrame):
+                for block in self._windows(item):
+                    if not pending:
+                        oldest = time.monotonic()
+                    pending.append(block)
+                    pending_count += block.count
+            if pending and (
+                pending_count >= self.config.batch_size
+                or time.monotonic() - oldest >= self.config.max_wait_s
+                or item is None
+            ):
+                self._score(pending)
+                pending, pending_count = [], 0
+
+    def _windows(self, frame: SensorFrame) -> list[WindowBlock]:
+        self.stats.frames += 1
+        values = self._align(frame)
+        if values is None:
+            return []
+        stream = self._devices.get(frame.device)
+        if stream is None:
+            stream = DeviceWindows(frame.device, len(self.channels), self.config.window)
+            self._devices[frame.device] = stream
+        aligned = frame if values is frame.values else _with_values(frame, values, self.channels)
+        ready = []
+        for block in stream.add(aligned):
+            if frame.device in self._norms:
+                ready.append(block)
+            else:
+                self._calibrate(block)
+        return ready
+
+    def _align(self, frame: SensorFrame) -> NDArray[np.float32] | None:
+        """The frame's values in the node's channel order, or None (rejected and counted)."""
+        if frame.channels == self.channels:
+            return frame.values
+        if sorted(frame.channels) == sorted(self.channels):
+            order = [frame.channels.index(c) for c in self.channels]
+            return np.ascontiguousarray(frame.values[:, order])
+        self.rejects.record(
+            f"device {frame.device}",
+            f"channels {list(frame.channels)} do not match the node's {list(self.channels)}",
+        )
+        return None
+
+    def _calibrate(self, block: WindowBlock) -> None:
+        collected = self._calibrating.setdefault(block.device, [])
+        collected.append(block.raw)
+        self.stats.windows_calibration += block.count
+        if sum(b.shape[0] for b in collected) < self.config.calibration_windows:
+            return
+        raw = np.concatenate(self._calibrating.pop(block.device))
+        readings = raw.reshape(-1, raw.shape[2])
+        std = readings.std(axis=0)
+        norm = Normalisation(
+            readings.mean(axis=0).astype(np.float32),
+            np.where(std < MIN_STD, 1.0, std).astype(np.float32),
+        )
+        self._norms[block.device] = norm
+        with self._calibration_lock:
+            room = self.config.max_calibration_set - sum(w.shape[0] for w in self._calibration_set)
+            if room > 0:
+                self._calibration_set.append(norm.apply(raw[:room]))
+        self._take_next_model()
+        model = self._model
+        if model is not None:
+            threshold = self.threshold_for(model.scorer)
+            self._model = replace(model, threshold=threshold)
+        log.info("device %s calibrated on %d windows", block.device, raw.shape[0])
+        if self.on_calibrated is not None:
+            self.on_calibrated(self.snapshot_calibration())
+
+    def snapshot_calibration(self) -> Calibration:
+        model = self._model
+        return Calibration(
+            channels=self.channels,
+            threshold=None if model is None else model.threshold,
+            devices=dict(self._norms),
+            model_version=model.version if model else -1,
+            windows=self.calibration_windows(),
+        )
+
+    def _take_next_model(self) -> None:
+        with self._swap_lock:
+            taken = self._next_model
+            if taken is None:
+                return
+            self._model, self._next_model = taken, None
+            self.stats.swaps += 1
+        if taken.threshold is None:
+            # Offered while the calibration set was empty; calibration may have ended since.
+            self._model = replace(taken, threshold=self.threshold_for(taken.scorer))
+
+    def _score(self, blocks: list[WindowBlock]) -> None:
+        self._take_next_model()
+        model = self._model
+        if not blocks:
+            return
+        if model is None or model.threshold is None:
+            self.stats.windows_unscored += sum(b.count for b in blocks)
+            return
+        normalised = [self._norms[b.device].apply(b.raw) for b in blocks]
+        batch = normalised[0] if len(normalised) == 1 else np.concatenate(normalised)
+        scores = model.scorer.score(batch)
+        self.stats.batches += 1
+        self.stats.windows_scored += batch.shape[0]
+        start = 0
+        for block in blocks:
+            stop = start + block.count
+            score, channel_error = scores.score[start:stop], scores.channel_error[start:stop]
+            if self._on_scored is not None:
+                self._on_scored(block.device, block.end_index, score, model.version)
+            for event in self._tracker.update(
+                block.device, block.end_time, score, channel_error, model.threshold
+            ):
+                self.stats.episodes += event.state == "open"
+                self._on_event(event, model)
+            start = stop
+
+
+def _with_values(
+    frame: SensorFrame, values: NDArray[np.float32], channels: tuple[str, ...]
+) -> SensorFrame:
+    return SensorFrame(
+        frame.device, frame.seq, channels, values, frame.t0, frame.period, frame.timestamps
+    )
