@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -60,6 +60,11 @@ class ActiveModel:
     version: int
     origin: str
     threshold: float | None
+    # A locally fine-tuned model comes with the normalisation it was trained under (for the
+    # devices that drifted) and the windows its threshold was calibrated on; both take effect
+    # at the swap, together with the model.
+    normalisations: Mapping[str, Normalisation] | None = None
+    calibration: NDArray[np.float32] | None = None
 
 
 @dataclass
@@ -73,6 +78,8 @@ class EngineStats:
     swaps: int = 0
 
 
+BlockHook = Callable[[WindowBlock, NDArray[np.float32], NDArray[np.float32], float, bool], None]
+"""(block, normalised windows, scores, threshold, device in an open episode)"""
 ScoredHook = Callable[[str, NDArray[np.int64], NDArray[np.float32], int], None]
 EventHook = Callable[[EpisodeEvent, ActiveModel], None]
 
@@ -107,6 +114,9 @@ class InferenceEngine:
         self._swap_lock = threading.Lock()
         self._tracker = EpisodeTracker(config.detector, channels)
         self.on_calibrated: Callable[[Calibration], None] | None = None
+        # Observers for local learning, called in the inference thread: keep them cheap.
+        self.on_frame: Callable[[SensorFrame], None] | None = None
+        self.on_block: BlockHook | None = None
         if calibration is not None:
             self._norms.update(calibration.devices)
             self._calibration_set.append(calibration.windows)
@@ -128,6 +138,10 @@ class InferenceEngine:
     @property
     def model(self) -> ActiveModel | None:
         return self._next_model or self._model
+
+    def normalisation(self, device: str) -> Normalisation | None:
+        """The device's current normalisation, once it is calibrated."""
+        return self._norms.get(device)
 
     def calibration_windows(self) -> NDArray[np.float32]:
         """A snapshot of the node's normalised calibration windows (for a new threshold)."""
@@ -190,6 +204,8 @@ class InferenceEngine:
             stream = DeviceWindows(frame.device, len(self.channels), self.config.window)
             self._devices[frame.device] = stream
         aligned = frame if values is frame.values else _with_values(frame, values, self.channels)
+        if self.on_frame is not None:
+            self.on_frame(aligned)
         ready = []
         for block in stream.add(aligned):
             if frame.device in self._norms:
@@ -255,6 +271,11 @@ class InferenceEngine:
                 return
             self._model, self._next_model = taken, None
             self.stats.swaps += 1
+        if taken.normalisations:
+            self._norms.update(taken.normalisations)
+        if taken.calibration is not None:
+            with self._calibration_lock:
+                self._calibration_set = [taken.calibration]
         if taken.threshold is None:
             # Offered while the calibration set was empty; calibration may have ended since.
             self._model = replace(taken, threshold=self.threshold_for(taken.scorer))
@@ -267,13 +288,17 @@ class InferenceEngine:
         if model is None or model.threshold is None:
             self.stats.windows_unscored += sum(b.count for b in blocks)
             return
-        normalised = [self._norms[b.device].apply(b.raw) for b in blocks]
-        batch = normalised[0] if len(normalised) == 1 else np.concatenate(normalised)
+        normalised_blocks = [self._norms[b.device].apply(b.raw) for b in blocks]
+        batch = (
+            normalised_blocks[0]
+            if len(normalised_blocks) == 1
+            else np.concatenate(normalised_blocks)
+        )
         scores = model.scorer.score(batch)
         self.stats.batches += 1
         self.stats.windows_scored += batch.shape[0]
         start = 0
-        for block in blocks:
+        for i, block in enumerate(blocks):
             stop = start + block.count
             score, channel_error = scores.score[start:stop], scores.channel_error[start:stop]
             if self._on_scored is not None:
@@ -283,6 +308,9 @@ class InferenceEngine:
             ):
                 self.stats.episodes += event.state == "open"
                 self._on_event(event, model)
+            if self.on_block is not None:
+                in_episode = block.device in self._tracker.open_devices()
+                self.on_block(block, normalised_blocks[i], score, model.threshold, in_episode)
             start = stop
 
 

@@ -18,11 +18,17 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from edge_node.detector import EpisodeEvent
 from edge_node.engine import ActiveModel, EngineConfig, InferenceEngine, ScoredHook
+from edge_node.learning import BaseModel, LearningConfig, LocalLearner
+from edge_node.outbox import OutboxSender
 from edge_node.scorer import ModelRejectedError, WindowScorer
 from edge_node.state import Calibration, NodeStore, StateError, StoredModel
 from fedge import __version__
@@ -47,6 +53,9 @@ class EdgeConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     heartbeat_s: float = 30.0
     threads: int = 1
+    # None: inference only (a device without torch). Otherwise drift-triggered fine-tuning and
+    # aggregator rounds, trained in a child process.
+    learning: LearningConfig | None = field(default_factory=LearningConfig)
 
 
 class EdgeNode:
@@ -84,7 +93,20 @@ class EdgeNode:
             calibration=calibration,
             on_scored=on_scored,
         )
-        self.engine.on_calibrated = self._save_calibration
+        self.engine.on_calibrated = self._calibrated
+        self.learner: LocalLearner | None = None
+        self.sender: OutboxSender | None = None
+        if config.learning is not None:
+            self.learner = LocalLearner(
+                config.node,
+                self.engine,
+                self.store,
+                str(topics.node(config.node, NodeChannel.UPDATES)),
+                self._publish_event,
+                config=config.learning,
+            )
+            if calibration is not None:
+                self.learner.set_baselines(calibration.devices)
         if stored is not None:
             self._install(stored, from_disk=True)
 
@@ -118,6 +140,11 @@ class EdgeNode:
             thread = threading.Thread(target=target, name=f"{node}-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.learner is not None:
+            self.sender = OutboxSender(self.learner.outbox, self.client)
+            self.sender.attach(self.client)
+            self.learner.start(self.sender)
+            self.sender.start()
         self.client.start()
 
     def run(self) -> None:
@@ -132,6 +159,11 @@ class EdgeNode:
         self._models.put(None)
         for thread in self._threads:
             thread.join(10)
+        if self.learner is not None:
+            self.learner.stop()
+        if self.sender is not None:
+            self.sender.close()
+            self.sender.outbox.close()
         try:
             self._publish(self._status_topic, encode(self._status(online=False)), retain=True)
         except FedgeError as exc:
@@ -157,7 +189,7 @@ class EdgeNode:
             software_version=__version__,
             model=self.config.model,
             model_version=None if model is None else model.version,
-            capabilities=("inference",),
+            capabilities=("inference", "train") if self.learner else ("inference",),
             info=info,
         )
 
@@ -181,14 +213,19 @@ class EdgeNode:
                 model.model, model.version, "global", model.architecture, model.onnx
             )
             try:
-                self._install(stored, from_disk=False)
+                self._install(stored, from_disk=False, arrays=model.arrays)
             except ModelRejectedError as exc:
                 self.rejects.record(f"global model v{model.version}", exc.reason)
                 self._publish_event(
                     "model_rejected", None, {"version": model.version, "reason": exc.reason}
                 )
 
-    def _install(self, stored: StoredModel, from_disk: bool) -> None:
+    def _install(
+        self,
+        stored: StoredModel,
+        from_disk: bool,
+        arrays: Mapping[str, NDArray[np.float32]] | None = None,
+    ) -> None:
         """Validate and build a model off the hot path, then hand it to the engine."""
         window, channels = self.config.engine.window.window, len(self.engine.channels)
         try:
@@ -214,8 +251,37 @@ class EdgeNode:
         )
         if not from_disk:
             self.store.save_model(stored)
+            if arrays is not None:
+                self.store.save_arrays("global", arrays)
+                self.store.save_arrays("model", arrays)
             self._save_calibration(self.engine.snapshot_calibration())
             self._announce()
+        self._set_learning_base(stored, spec, arrays)
+
+    def _set_learning_base(
+        self,
+        stored: StoredModel,
+        spec: ModelSpec,
+        arrays: Mapping[str, NDArray[np.float32]] | None,
+    ) -> None:
+        """Tell the learner which global version it starts from (weights from disk if needed)."""
+        if self.learner is None:
+            return
+        try:
+            base = arrays if arrays is not None else self.store.load_arrays("global")
+            current = arrays if arrays is not None else self.store.load_arrays("model")
+        except StateError as exc:
+            log.warning("no weights to train from: %s", exc)
+            return
+        if base is None:
+            return
+        self.learner.base = BaseModel(stored.model, stored.version, spec, base)
+        self.learner.current = current if current is not None else base
+
+    def _calibrated(self, calibration: Calibration) -> None:
+        if self.learner is not None:
+            self.learner.set_baselines(calibration.devices)
+        self._save_calibration(calibration)
 
     def _save_calibration(self, calibration: Calibration) -> None:
         try:
@@ -231,9 +297,19 @@ class EdgeNode:
                 "commands", f"command for {command.node} sent to {self.config.node}"
             )
             return
-        self.rejects.record("commands", f"action {command.action!r} is not supported by this node")
+        if self.learner is None:
+            self.rejects.record("commands", "this node does not train (inference only)")
+            self._publish_event(
+                "command_refused",
+                None,
+                {"command_id": command.command_id, "reason": "this node does not train"},
+            )
+            return
+        self.learner.submit_command(command)
 
     def _publish_episode(self, episode: EpisodeEvent, model: ActiveModel) -> None:
+        if self.learner is not None and episode.end_time is not None:
+            self.learner.note_episode(episode.device, episode.start_time, episode.end_time)
         data: dict[str, Plain] = {
             "state": episode.state,
             "start": episode.start_time,

@@ -15,6 +15,7 @@ the old or the new version, never a torn one. JSON and ``.npy`` (loaded with
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -109,6 +110,26 @@ class NodeStore:
             )
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise StateError(f"{meta_path} is incomplete: {exc}") from None
+
+    def save_arrays(self, name: str, arrays: Mapping[str, NDArray[np.float32]]) -> None:
+        """Named float32 arrays (model weights) as ``{name}.npz``: numeric only, no pickle."""
+        buffer = io.BytesIO()
+        weights = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+        np.savez(buffer, allow_pickle=False, **weights)
+        write_atomic(self.directory / f"{name}.npz", buffer.getvalue())
+
+    def load_arrays(self, name: str) -> dict[str, NDArray[np.float32]] | None:
+        path = self.directory / f"{name}.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: np.asarray(data[k], np.float32) for k in data.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise StateError(f"cannot read {path}: {exc}") from None
+        if not arrays or not all(np.isfinite(a).all() for a in arrays.values()):
+            raise StateError(f"{path} holds no weights or non-finite values")
+        return arrays
 
     def save_calibration(self, calibration: Calibration) -> None:
         meta = {
