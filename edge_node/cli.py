@@ -15,6 +15,13 @@ Options come from flags or the ``[edge]`` table of the config file (flags win)::
     quantile = 0.995
     min_windows = 3
     threads = 1
+    learning = true              # false: inference only (no torch on this device)
+    trigger_fraction = 0.2       # drift: a sustained 20 % deviation ...
+    trigger_window_s = 120       # ... of the rolling statistics over this window ...
+    trigger_sustain_s = 300      # ... held this long (must exceed the window)
+    trigger_cooldown_s = 3600
+    trigger_max_per_day = 4
+    finetune_epochs = 10
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from typing import Any
 
 from edge_node.detector import DetectorConfig
 from edge_node.engine import EngineConfig
+from edge_node.learning import LearningConfig
 from edge_node.service import EdgeConfig, EdgeNode, client_options
+from edge_node.trainer.job import TrainingConfig
+from edge_node.trigger import TriggerConfig
 from edge_node.windows import WindowConfig
 from fedge.config import load_file, mqtt_settings, section
 from fedge.errors import ConfigError
@@ -39,7 +49,8 @@ EDGE_KEYS = frozenset(
     {
         "node", "model", "state_dir", "channels", "window", "stride", "batch_size",
         "max_wait_ms", "calibration_windows", "quantile", "min_windows", "threads",
-        "heartbeat_s", "max_gap_s",
+        "heartbeat_s", "max_gap_s", "learning", "trigger_fraction", "trigger_window_s",
+        "trigger_sustain_s", "trigger_cooldown_s", "trigger_max_per_day", "finetune_epochs",
     }
 )  # fmt: skip
 
@@ -61,6 +72,13 @@ class EdgeCommand:
         parser.add_argument("--quantile", type=float, help="threshold quantile (default 0.995)")
         parser.add_argument("--min-windows", type=int, help="windows above threshold to alarm")
         parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default 1)")
+        parser.add_argument(
+            "--no-learning",
+            dest="learning",
+            action="store_const",
+            const=False,
+            help="inference only: no drift-triggered fine-tuning, no training rounds",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         config = load_file(args.config)
@@ -109,6 +127,21 @@ def edge_config(args: argparse.Namespace, table: dict[str, Any]) -> EdgeConfig:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError("edge", str(exc)) from None
+    learning: LearningConfig | None = None
+    if pick("learning", default=True) is not False:
+        try:
+            learning = LearningConfig(
+                trigger=TriggerConfig(
+                    fraction=float(pick("trigger_fraction", 0.2)),
+                    window_s=float(pick("trigger_window_s", 120.0)),
+                    sustain_s=float(pick("trigger_sustain_s", 300.0)),
+                    cooldown_s=float(pick("trigger_cooldown_s", 3600.0)),
+                    max_per_day=int(pick("trigger_max_per_day", 4)),
+                ),
+                training=TrainingConfig(epochs=int(pick("finetune_epochs", 10))),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("edge.trigger", str(exc)) from None
     return EdgeConfig(
         node=node,
         state_dir=Path(pick("state_dir", f"fedge-state/{node}")),
@@ -117,6 +150,7 @@ def edge_config(args: argparse.Namespace, table: dict[str, Any]) -> EdgeConfig:
         engine=engine,
         heartbeat_s=float(pick("heartbeat_s", 30.0)),
         threads=int(pick("threads", 1)),
+        learning=learning,
     )
 
 
