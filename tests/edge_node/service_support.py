@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_node.engine import EngineConfig
+from edge_node.learning import LearningConfig
 from edge_node.service import EdgeConfig, EdgeNode, client_options
 from edge_node.windows import WindowConfig
 from fedge.endpoint import BrokerUrl
@@ -105,6 +106,7 @@ def make_node(
     node: str = "n1",
     scored: ScoredLog | None = None,
     calibration_windows: int = 400,
+    learning: LearningConfig | None = None,
 ) -> EdgeNode:
     config = EdgeConfig(
         node=node,
@@ -114,6 +116,7 @@ def make_node(
             window=WindowConfig(WINDOW, stride=1), calibration_windows=calibration_windows
         ),
         heartbeat_s=3600,
+        learning=learning or LearningConfig(),
     )
     options = client_options(node, topics, MqttOptions(protocol=protocol, keepalive_s=5))
     return EdgeNode(config, MqttClient(url, options), topics, on_scored=scored)

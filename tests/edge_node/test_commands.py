@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_node.learning import LearningConfig
 from edge_node.service import EdgeNode
 from fedge.broker import RunningBroker
 from fedge.mqtt import MqttClient, MqttOptions
@@ -70,10 +71,14 @@ def observer(broker: RunningBroker, topic_root: TopicRoot) -> Iterator[Observer]
 
 
 def _ready_node(
-    broker: RunningBroker, topics: TopicRoot, state: Path, client: MqttClient
+    broker: RunningBroker,
+    topics: TopicRoot,
+    state: Path,
+    client: MqttClient,
+    learning: LearningConfig | None = None,
 ) -> EdgeNode:
     """A node with the global model, calibrated, with normal windows in its store."""
-    node = make_node(broker.url, broker.protocol, topics, state)
+    node = make_node(broker.url, broker.protocol, topics, state, learning=learning)
     node.start()
     assert node.client.wait_connected(10)
     client.publish(str(topics.model("default")), encode(trained_model()), retain=True)
@@ -144,3 +149,28 @@ def test_update_survives_a_broker_outage_and_a_node_restart(
     ids = {u.update_id for u in observer.updates.items}
     assert len(ids) == 1
     assert observer.updates.items[0].round_id == 1
+
+
+def test_a_trainer_timeout_is_an_event_and_the_old_model_keeps_scoring(
+    broker: RunningBroker, topic_root: TopicRoot, observer: Observer, tmp_path: Path
+) -> None:
+    """A trainer that cannot finish in time is killed and reported; scoring goes on."""
+    tight = LearningConfig(timeout_s=0.05)
+    node = _ready_node(broker, topic_root, tmp_path / "n1", observer.client, learning=tight)
+    try:
+        scored = node.engine.stats.windows_scored
+        observer.command(_round(1))
+        assert wait_for(lambda: any(e.type == "training_failed" for e in observer.events.items), 30)
+        for frame in frames("pump", 10, first_seq=120):
+            observer.client.publish(str(topic_root.sensors("n1", "pump")), encode(frame))
+        observer.client.flush(10)
+        assert wait_for(lambda: node.engine.stats.windows_scored > scored, 10)
+    finally:
+        node.stop()
+
+    failure = next(e for e in observer.events.items if e.type == "training_failed")
+    assert failure.data["kind"] == "timeout"
+    assert observer.updates.items == []
+    model = node.engine.model
+    assert model is not None
+    assert model.origin == "global"
