@@ -39,8 +39,61 @@ def _check_timing(
             raise WireError("timestamps", "must start at t0 and never decrease")
 
 
+class _TimedBlock(ValueEquality):
+    """What sensor and label frames share: a device, a sequence number, an ``n x k`` block
+    of named columns, and the time of each row."""
+
+    device: str
+    seq: int
+    values: NDArray[Any]
+    t0: float
+    period: float | None
+    timestamps: NDArray[np.float64] | None
+
+    def _check_block(self, names_field: str, names: tuple[str, ...], dtype: type) -> int:
+        """Validate everything but finiteness; return the number of rows."""
+        check_ident("device", "device", self.device)
+        check_int("seq", self.seq, lo=0)
+        expected = np.dtype(dtype)
+        if self.values.dtype != expected or self.values.ndim != 2:
+            raise WireError(
+                "values", f"expected 2-D {expected}, got {self.values.dtype} {self.values.shape}"
+            )
+        check_names(names_field, names, LIMITS)
+        rows, cols = self.values.shape
+        if cols != len(names):
+            raise WireError("values", f"has {cols} columns for {len(names)} {names_field}")
+        if rows == 0:
+            raise WireError("values", "a frame holds at least one row")
+        _check_timing(self.t0, self.period, self.timestamps, rows)
+        return int(rows)
+
+    def _block_fields(self, names_field: str, names: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "seq": self.seq,
+            names_field: list(names),
+            "values": encode_array(self.values),
+            "t0": self.t0,
+            "period": self.period,
+            "timestamps": None if self.timestamps is None else encode_array(self.timestamps),
+        }
+
+
+def _read_block(r: FieldReader, names_field: str, dtypes: frozenset[str]) -> dict[str, Any]:
+    return {
+        "device": r.ident("device", "device"),
+        "seq": r.integer("seq", lo=0),
+        names_field: r.names(names_field),
+        "values": r.array("values", dtypes, ndim=2),
+        "t0": r.number("t0"),
+        "period": r.opt_number("period"),
+        "timestamps": r.opt_array("timestamps", F8, ndim=1),
+    }
+
+
 @dataclass(frozen=True, eq=False)
-class SensorFrame(ValueEquality):
+class SensorFrame(_TimedBlock):
     """A batch of ``n`` readings of ``c`` channels from one device.
 
     Time is ``t0 + i * period`` for regular sampling, or an explicit float64 ``timestamps``
@@ -59,21 +112,9 @@ class SensorFrame(ValueEquality):
     timestamps: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
-        check_ident("device", "device", self.device)
-        check_int("seq", self.seq, lo=0)
-        if self.values.dtype != np.float32 or self.values.ndim != 2:
-            raise WireError(
-                "values", f"expected 2-D float32, got {self.values.dtype} {self.values.shape}"
-            )
-        check_names("channels", self.channels, LIMITS)
-        rows, cols = self.values.shape
-        if cols != len(self.channels):
-            raise WireError("values", f"has {cols} columns for {len(self.channels)} channels")
-        if rows == 0:
-            raise WireError("values", "a frame holds at least one reading")
+        self._check_block("channels", self.channels, np.float32)
         if not np.isfinite(self.values).all():
             raise WireError("values", "contains NaN or infinity")
-        _check_timing(self.t0, self.period, self.timestamps, rows)
 
     @property
     def rows(self) -> int:
@@ -87,31 +128,15 @@ class SensorFrame(ValueEquality):
         return self.t0 + self.period * np.arange(self.rows, dtype=np.float64)
 
     def to_fields(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "seq": self.seq,
-            "channels": list(self.channels),
-            "values": encode_array(self.values),
-            "t0": self.t0,
-            "period": self.period,
-            "timestamps": None if self.timestamps is None else encode_array(self.timestamps),
-        }
+        return self._block_fields("channels", self.channels)
 
     @classmethod
     def from_fields(cls, r: FieldReader) -> Self:
-        return cls(
-            device=r.ident("device", "device"),
-            seq=r.integer("seq", lo=0),
-            channels=r.names("channels"),
-            values=r.array("values", F4, ndim=2),  # type: ignore[arg-type]
-            t0=r.number("t0"),
-            period=r.opt_number("period"),
-            timestamps=r.opt_array("timestamps", F8, ndim=1),  # type: ignore[arg-type]
-        )
+        return cls(**_read_block(r, "channels", F4))
 
 
 @dataclass(frozen=True, eq=False)
-class LabelFrame(ValueEquality):
+class LabelFrame(_TimedBlock):
     """Ground-truth labels for the rows of the sensor frame with the same device and ``seq``.
 
     ``values`` is an ``n x k`` uint8 block, one column per name (for example ``anomaly`` and
@@ -129,39 +154,11 @@ class LabelFrame(ValueEquality):
     timestamps: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
-        check_ident("device", "device", self.device)
-        check_int("seq", self.seq, lo=0)
-        if self.values.dtype != np.uint8 or self.values.ndim != 2:
-            raise WireError(
-                "values", f"expected 2-D uint8, got {self.values.dtype} {self.values.shape}"
-            )
-        check_names("names", self.names, LIMITS)
-        rows, cols = self.values.shape
-        if cols != len(self.names):
-            raise WireError("values", f"has {cols} columns for {len(self.names)} names")
-        if rows == 0:
-            raise WireError("values", "a frame holds at least one row")
-        _check_timing(self.t0, self.period, self.timestamps, rows)
+        self._check_block("names", self.names, np.uint8)
 
     def to_fields(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "seq": self.seq,
-            "names": list(self.names),
-            "values": encode_array(self.values),
-            "t0": self.t0,
-            "period": self.period,
-            "timestamps": None if self.timestamps is None else encode_array(self.timestamps),
-        }
+        return self._block_fields("names", self.names)
 
     @classmethod
     def from_fields(cls, r: FieldReader) -> Self:
-        return cls(
-            device=r.ident("device", "device"),
-            seq=r.integer("seq", lo=0),
-            names=r.names("names"),
-            values=r.array("values", U1, ndim=2),  # type: ignore[arg-type]
-            t0=r.number("t0"),
-            period=r.opt_number("period"),
-            timestamps=r.opt_array("timestamps", F8, ndim=1),  # type: ignore[arg-type]
-        )
+        return cls(**_read_block(r, "names", U1))
