@@ -301,6 +301,9 @@ def test_edge_process_never_imports_torch(
         )
         node.start()
         node._offer_global(decode(Path({str(model_path)!r}).read_bytes(), GlobalModel))
+        deadline = time.time() + 20
+        while node.engine.model is None and time.time() < deadline:
+            time.sleep(0.01)  # scoring needs the model: without it windows go unscored
         for frame in frames("pump", 60):
             node.engine.submit(frame)
         deadline = time.time() + 20
