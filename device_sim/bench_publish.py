@@ -28,8 +28,8 @@ from device_sim.fleet import Fleet, FleetSpec
 from device_sim.publish import FramePublisher
 from device_sim.pump import CHANNELS
 from device_sim.sim_cli import simulate
+from fedge.benchmarks import bench_broker
 from fedge.benchmarks.mqtt import publish_frames as publish_ceiling  # `bench mqtt`'s loop
-from fedge.broker import RunningBroker, start_broker
 from fedge.endpoint import BrokerUrl
 from fedge.mqtt import MqttClient, MqttOptions, Protocol
 from fedge.topics import TopicRoot
@@ -104,47 +104,46 @@ class PublishBenchmark:
 
     def run(self, args: argparse.Namespace) -> dict[str, Any]:
         sizes = [int(s) for s in args.frame_sizes.split(",")]
-        broker: RunningBroker | None = None
-        protocol: Protocol
-        if args.broker:
-            url = BrokerUrl.parse(args.broker)
-            protocol = "3.1.1" if args.mqtt_protocol == "3.1.1" else "5"
-        else:
-            broker = start_broker()
-            url, protocol = broker.url, broker.protocol
+        with bench_broker(args) as broker:
+            return self._measure(args, sizes, broker.url, broker.protocol, broker.kind)
+
+    def _measure(
+        self,
+        args: argparse.Namespace,
+        sizes: list[int],
+        url: BrokerUrl,
+        protocol: Protocol,
+        kind: str,
+    ) -> dict[str, Any]:
         options = MqttOptions(protocol=protocol)  # what `fedge sim` uses unless configured
         results: dict[str, Any] = {
-            "broker": broker.kind if broker else str(url),
+            "broker": kind,
             "channels": len(CHANNELS),
             "devices": args.nodes * args.devices,
             "max_inflight": options.max_inflight,
             "max_pending": options.max_pending,
         }
         ratios: dict[str, float] = {}
-        try:
-            for qos in (0, 1):
-                for rows in sizes:
-                    fleet = _fleet(rows, args.readings, args.nodes, args.devices)
-                    ceilings: list[Run] = []
-                    sims: list[Run] = []
-                    for _ in range(args.repeat):  # interleaved: both see the same machine
-                        ceilings.append(_ceiling(url, options, rows, qos, args.readings))
-                        sims.append(_sim(url, options, fleet, qos))
-                    ceiling, ceiling_cpu = _figures(ceilings, rows)
-                    sim, sim_cpu = _figures(sims, rows)
-                    case = f"qos{qos}_frame{rows}"
-                    ratios[f"ratio_to_ceiling_{case}"] = round(sim / ceiling, 3)
-                    results[case] = {
-                        "readings": fleet.total_readings,
-                        "ceiling_readings_per_s": ceiling,
-                        "sim_readings_per_s": sim,
-                        "ratio_to_ceiling": round(sim / ceiling, 3),
-                        "ceiling_cpu_us_per_frame": ceiling_cpu,
-                        "sim_cpu_us_per_frame": sim_cpu,
-                    }
-        finally:
-            if broker is not None:
-                broker.stop()
+        for qos in (0, 1):
+            for rows in sizes:
+                fleet = _fleet(rows, args.readings, args.nodes, args.devices)
+                ceilings: list[Run] = []
+                sims: list[Run] = []
+                for _ in range(args.repeat):  # interleaved: both see the same machine
+                    ceilings.append(_ceiling(url, options, rows, qos, args.readings))
+                    sims.append(_sim(url, options, fleet, qos))
+                ceiling, ceiling_cpu = _figures(ceilings, rows)
+                sim, sim_cpu = _figures(sims, rows)
+                case = f"qos{qos}_frame{rows}"
+                ratios[f"ratio_to_ceiling_{case}"] = round(sim / ceiling, 3)
+                results[case] = {
+                    "readings": fleet.total_readings,
+                    "ceiling_readings_per_s": ceiling,
+                    "sim_readings_per_s": sim,
+                    "ratio_to_ceiling": round(sim / ceiling, 3),
+                    "ceiling_cpu_us_per_frame": ceiling_cpu,
+                    "sim_cpu_us_per_frame": sim_cpu,
+                }
         return results | ratios
 
 

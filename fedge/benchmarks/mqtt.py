@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from fedge.broker import RunningBroker, start_broker
+from fedge.benchmarks import bench_broker
 from fedge.endpoint import BrokerUrl
-from fedge.mqtt import MqttClient, MqttOptions, Protocol
+from fedge.mqtt import MqttClient, MqttOptions
 from fedge.topics import TopicRoot
 from fedge.transport import RejectLog, decoding
 from fedge.wire import SensorFrame, encode
@@ -133,27 +133,22 @@ class MqttBenchmark:
     def run(self, args: argparse.Namespace) -> dict[str, Any]:
         sizes = [int(s) for s in args.frame_sizes.split(",")]
         topic = str(TopicRoot("bench/fedge/v1").sensors("node-1", "pump-1"))
-        broker: RunningBroker | None = None
-        protocol: Protocol
-        if args.broker:
-            url = BrokerUrl.parse(args.broker)
-            protocol = "3.1.1" if args.mqtt_protocol == "3.1.1" else "5"
-        else:
-            broker = start_broker()
-            url, protocol = broker.url, broker.protocol
-        options = MqttOptions(protocol=protocol, max_pending=2000, max_inflight=1000)
-        results: dict[str, Any] = {"broker": broker.kind if broker else str(url), "channels": 8}
-        try:
+        results: dict[str, Any] = {"channels": 8}
+        with bench_broker(args) as broker:
+            options = MqttOptions(protocol=broker.protocol, max_pending=2000, max_inflight=1000)
+            results["broker"] = broker.kind
             for qos in (0, 1):
                 for rows in sizes:
                     # Fewer readings for tiny frames: per-message cost dominates there.
                     n = args.readings if rows >= 10 else args.readings // 10
                     results[f"qos{qos}_frame{rows}"] = _run_case(
-                        url=url, options=options, topic=topic, rows=rows, qos=qos, readings=n
+                        url=broker.url,
+                        options=options,
+                        topic=topic,
+                        rows=rows,
+                        qos=qos,
+                        readings=n,
                     )
-        finally:
-            if broker is not None:
-                broker.stop()
         return results
 
 
