@@ -130,6 +130,8 @@ class MqttClient:
         self._acked = threading.Condition()
         self._state = threading.Condition()
         self._connected = False
+        self._ready = False  # connected and the on-connect subscriptions acknowledged
+        self._resubscribe_mid: int | None = None
         self._refusal: str | None = None
         self._last_disconnect: str | None = None
         self._started = False
@@ -229,6 +231,13 @@ class MqttClient:
             self._state.wait_for(lambda: self._connected or self._refusal is not None, timeout)
             return self._connected
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until connected *and* the broker acknowledged the subscriptions sent on
+        connect, so that nothing published from now on can miss them. True if ready."""
+        with self._state:
+            self._state.wait_for(lambda: self._connected and self._ready, timeout)
+            return self._connected and self._ready
+
     @property
     def connected(self) -> bool:
         return self._connected
@@ -310,6 +319,8 @@ class MqttClient:
     ) -> None:
         with self._state:
             self._subacks[mid] = codes
+            if mid == self._resubscribe_mid:
+                self._ready = True
             while len(self._subacks) > 64:  # answers to on_connect's re-subscribe: nobody waits
                 self._subacks.pop(next(iter(self._subacks)))
             self._state.notify_all()
@@ -430,14 +441,17 @@ class MqttClient:
             return
         with self._lock:
             topics = [(f, s.qos) for f, s in self._subscriptions.items()]
+        resubscribe: int | None = None
         if topics:
-            client.subscribe(topics)  # fresh or restored session: (re)subscribe everything
+            _, resubscribe = client.subscribe(topics)  # fresh or restored session: all of them
         self.stats.connects += 1
         if self.stats.connects > 1:
             log.info("reconnected to %s", self.url)
         with self._state:
             self._connected = True
             self._refusal = None
+            self._resubscribe_mid = resubscribe
+            self._ready = resubscribe is None or resubscribe in self._subacks
             self._state.notify_all()
         for hook in list(self.connect_hooks):
             try:

@@ -80,7 +80,7 @@ def _ready_node(
     """A node with the global model, calibrated, with normal windows in its store."""
     node = make_node(broker.url, broker.protocol, topics, state, learning=learning)
     node.start()
-    assert node.client.wait_connected(10)
+    assert node.client.wait_ready(10)
     client.publish(str(topics.model("default")), encode(trained_model()), retain=True)
     assert wait_for(lambda: node.engine.model is not None, 20)
     for frame in frames("pump", 120):

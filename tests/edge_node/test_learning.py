@@ -136,7 +136,7 @@ def _node(
     options = client_options(NODE, topics, MqttOptions(protocol=broker.protocol))
     node = EdgeNode(config, MqttClient(broker.url, options), topics, on_scored=scores)
     node.start()
-    assert node.client.wait_connected(10)
+    assert node.client.wait_ready(10)
     return node
 
 

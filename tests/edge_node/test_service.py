@@ -76,7 +76,7 @@ def harness(broker: RunningBroker, topic_root: TopicRoot) -> Iterator[Harness]:
 def _node(h: Harness, state_dir: Path, scored: ScoredLog | None = None) -> EdgeNode:
     node = make_node(h.broker.url, h.broker.protocol, h.topics, state_dir, scored=scored)
     node.start()
-    assert node.client.wait_connected(10)
+    assert node.client.wait_ready(10)
     return node
 
 

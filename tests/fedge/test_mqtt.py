@@ -305,3 +305,24 @@ def test_mqtt5_against_a_311_broker_says_what_to_do(embedded_broker: RunningBrok
     client = MqttClient(embedded_broker.url, MqttOptions(protocol="5", reconnect_max_s=0.2))
     with pytest.raises(TransportError, match=r"3\.1\.1"):
         client.connect(timeout=2.0)
+
+
+def test_ready_means_subscriptions_made_before_connecting_are_active(
+    broker: RunningBroker, topic_root: TopicRoot
+) -> None:
+    """After wait_ready, a message published at once reaches a subscription made before start."""
+    topic = f"{topic_root.prefix}/ready"
+    got: Collector[Message] = Collector()
+    sub = _client(broker)
+    sub.subscribe(topic, got)  # registered before the connection exists
+    sub.start()
+    try:
+        assert sub.wait_ready(10)
+        with _client(broker) as pub:
+            pub.publish(topic, b"first")
+            pub.flush(10)
+        messages = got.wait(1)
+    finally:
+        sub.close()
+
+    assert [m.payload for m in messages] == [b"first"]
