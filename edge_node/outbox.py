@@ -312,6 +312,10 @@ class ReconnectingClient(Transport, Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def refused_publishes(self) -> int:
+        """How many publishes the broker has refused so far (MQTT 5 PUBACK reason codes)."""
+
 
 @dataclass
 class SenderStats:
@@ -341,6 +345,7 @@ class OutboxSender:
         self.retry_s = retry_s
         self.stats = SenderStats()
         self._is_connected = is_connected
+        self._refused: Callable[[], int] = lambda: 0
         self._on_sent = on_sent
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -351,6 +356,7 @@ class OutboxSender:
     def attach(self, client: ReconnectingClient) -> None:
         """Drain on every (re)connect of ``client``, and only while it is connected."""
         self._is_connected = lambda: client.connected
+        self._refused = lambda: client.refused_publishes
         client.connect_hooks.append(self.wake)
 
     def start(self) -> None:
@@ -392,6 +398,7 @@ class OutboxSender:
                     return sent
                 if not self._is_connected():
                     return self._stall(sent, "not connected")
+                refused_before = self._refused()
                 try:
                     for entry in batch:
                         self.transport.publish(
@@ -403,6 +410,11 @@ class OutboxSender:
                     return self._stall(sent, f"publish failed: {exc}")
                 if not acked:
                     return self._stall(sent, f"no acknowledgement within {self.ack_timeout_s:g} s")
+                if self._refused() != refused_before:
+                    # An acknowledgement with a failure reason (an ACL denial, a quota) is not
+                    # a delivery: keep the batch. Update ids make the resend harmless.
+                    self.stats.errors += 1
+                    return self._stall(sent, "the broker refused a publish (ACL or quota?)")
                 self.outbox.mark_sent_many(e.update_id for e in batch)
                 sent += len(batch)
                 self.stats.sent += len(batch)

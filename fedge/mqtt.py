@@ -242,6 +242,11 @@ class MqttClient:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def refused_publishes(self) -> int:
+        """Publishes the broker acknowledged with a failure reason (MQTT 5), so far."""
+        return self.stats.publish_refused
+
     def close(self, flush_timeout: float = 5.0) -> None:
         """Flush pending QoS >= 1 publishes (up to ``flush_timeout``), then disconnect cleanly.
 

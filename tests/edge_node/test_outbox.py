@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,6 +102,7 @@ class FakeClient(InMemoryTransport):
         super().__init__(hub)
         self.connect_hooks: list[Callable[[], None]] = []
         self.connected = False
+        self.refused_publishes = 0  # set by a test to play a broker refusing (ACL, quota)
 
     def reconnect(self) -> None:
         self.connected = True
@@ -466,3 +468,33 @@ def test_a_node_killed_mid_drain_loses_nothing_and_duplicates_keep_their_ids(
     assert left == ids[8:]  # the last batch was acknowledged but never deleted
     assert _first_arrivals(received) == ids
     assert duplicates == ids[8:12]
+
+
+def test_an_acknowledgement_with_a_failure_reason_keeps_the_batch(tmp_path: Path) -> None:
+    """A PUBACK that refuses (MQTT 5 reason code, e.g. an ACL denial) is not a delivery: the
+    updates stay in the outbox and go out once the broker accepts them."""
+    hub = InMemoryHub()
+    got = _listen(hub)
+    client = FakeClient(hub)
+    client.connected = True
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        sender = OutboxSender(outbox, client, retry_s=60.0)
+        sender.attach(client)
+        for i in range(3):
+            outbox.put(f"u{i}", TOPIC, encode(_update(f"u{i}")))
+        real_publish = client.publish
+
+        def refusing(*args: Any, **kwargs: Any) -> None:
+            real_publish(*args, **kwargs)
+            client.refused_publishes += 1
+
+        client.publish = refusing  # type: ignore[method-assign]
+        refused = sender.drain()
+        kept = len(outbox)
+        client.publish = real_publish  # type: ignore[method-assign]
+        delivered = sender.drain()
+
+        assert (refused, kept, delivered) == (0, 3, 3)
+        assert len(outbox) == 0
+    assert sender.stats.errors == 1
+    assert _first_arrivals(got.items) == ["u0", "u1", "u2"]
