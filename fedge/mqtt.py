@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -159,7 +160,13 @@ class MqttClient:
             client.enable_logger(logging.getLogger("fedge.mqtt.paho"))
         client.max_inflight_messages_set(opts.max_inflight)
         client.max_queued_messages_set(opts.max_pending)
-        client.reconnect_delay_set(opts.reconnect_min_s, opts.reconnect_max_s)  # type: ignore[arg-type]
+        # paho doubles the delay from min to max without jitter; a per-client factor keeps a
+        # fleet that lost its broker together from reconnecting in lockstep.
+        spread = random.uniform(0.5, 1.5)  # noqa: S311 - load spreading, not security
+        client.reconnect_delay_set(
+            opts.reconnect_min_s * spread,  # type: ignore[arg-type]  # floats work at run time
+            max(opts.reconnect_max_s * spread, opts.reconnect_min_s),  # type: ignore[arg-type]
+        )
         if opts.username is not None:
             client.username_pw_set(opts.username, opts.password)
         if self.url.tls or opts.tls is not None:

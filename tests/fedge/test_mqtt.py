@@ -326,3 +326,12 @@ def test_ready_means_subscriptions_made_before_connecting_are_active(
         sub.close()
 
     assert [m.payload for m in messages] == [b"first"]
+
+
+def test_reconnect_backoff_is_spread_across_clients() -> None:
+    """Each client gets its own backoff scale, so a fleet does not reconnect in lockstep."""
+    options = MqttOptions(reconnect_min_s=1.0, reconnect_max_s=30.0)
+    delays = [MqttClient(BrokerUrl(), options)._client._reconnect_min_delay for _ in range(20)]
+
+    assert len(set(delays)) > 10
+    assert all(0.5 <= d <= 1.5 for d in delays)
