@@ -22,6 +22,7 @@ class NodeRecord:
     capabilities: tuple[str, ...] = ()
     model_version: int | None = None
     births: int = 0
+    trainable: bool = True  # False while a node says it has nothing to train on yet
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Presence:
             record.last_seen = now
             record.capabilities = status.capabilities
             record.model_version = status.model_version
+            record.trainable = status.info.get("trainable", True) is not False
             return record
 
     def live(self, now: float, capability: str | None = None) -> list[str]:

@@ -205,6 +205,24 @@ class Registry:
         with self._read() as db:
             return store.find_rounds(db, model=model, limit=limit)
 
+    def extend_round(
+        self, round_id: int, *, deadline: float, selected: Sequence[str]
+    ) -> RoundRecord:
+        """Give an open round a later deadline and (for recruited nodes) a longer selection;
+        the selection only grows, so whom a round asked is never forgotten."""
+        with self._write(f"extending round {round_id}") as db:
+            current = store.require_round(db, round_id)
+            if current.state != "open":
+                raise RegistryError(f"round {round_id} is {current.state}: it cannot be extended")
+            missing = sorted(set(current.selected) - set(selected))
+            if missing:
+                raise RegistryError(f"extending round {round_id} would drop {missing}")
+            db.execute(
+                "UPDATE rounds SET deadline = ?, selected = ? WHERE round_id = ?",
+                (deadline, to_json(list(selected)), round_id),
+            )
+            return store.require_round(db, round_id)
+
     def start_aggregation(self, round_id: int) -> RoundRecord:
         """Mark an open round as aggregating: it takes no more updates (repeating is harmless)."""
         with self._write(f"marking round {round_id} aggregating") as db:
@@ -321,6 +339,12 @@ class Registry:
             if round_id is not None:
                 store.finish_round(db, round_id, "closed", now, result_version=result.version)
         return info
+
+    def ledger(self, model: str) -> list[UpdateRecord]:
+        """Every update id of ``model`` ever recorded, with its fate, in arrival order."""
+        with self._read() as db:
+            rows = db.execute(ledger.SELECT_MODEL_UPDATES, (model,)).fetchall()
+        return [ledger.update_record(row) for row in rows]
 
     def rejections(self, limit: int = 100) -> list[UpdateRecord]:
         """The latest rejected updates with their reasons, newest first."""

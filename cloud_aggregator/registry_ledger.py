@@ -37,6 +37,11 @@ SELECT_REJECTIONS = (
     "reason_code, num_samples, norm, applied_version FROM updates WHERE status = 'rejected' "
     "ORDER BY received_at DESC, rowid DESC LIMIT ?"
 )
+SELECT_MODEL_UPDATES = (
+    "SELECT update_id, node, model, base_version, round_id, received_at, status, reason, "
+    "reason_code, num_samples, norm, applied_version FROM updates WHERE model = ? "
+    "ORDER BY rowid"
+)
 _SELECT_ACCEPTED = (
     "SELECT update_id, node, model, base_version, num_samples, metrics, round_id, compression, "
     "created_at, arrays_sha256 FROM updates WHERE status = 'accepted' "

@@ -67,6 +67,9 @@ class LearningConfig:
     outbox_entries: int = 100
 
 
+BASE_WAIT_S = 10.0  # how long a train command waits for the global version it names
+
+
 @dataclass(frozen=True)
 class BaseModel:
     """The global version local learning starts from, and deltas are measured against."""
@@ -139,6 +142,8 @@ class LocalLearner:
         self._jobs: queue.Queue[Firing | Command | None] = queue.Queue()
         self._busy = threading.Event()
         self._last_round = -1
+        self._has_data = len(self.windows) >= config.min_train_windows
+        self.on_trainable: Callable[[], None] | None = None  # called once enough windows are in
         self._worker = threading.Thread(target=self._work, name=f"{node}-learner", daemon=True)
         engine.on_frame = self._on_frame
         engine.on_block = self._on_block
@@ -193,9 +198,19 @@ class LocalLearner:
         self.windows.append(
             block.device, normalised, block.end_time, score=score, in_episode=above | in_episode
         )
+        if not self._has_data and len(self.windows) >= self.config.min_train_windows:
+            self._has_data = True
+            if self.on_trainable is not None:
+                self.on_trainable()
         self.trigger.observe_scores(
             block.device, float(block.end_time[-1]), int(above.sum()), block.count
         )
+
+    @property
+    def trainable(self) -> bool:
+        """A base model to train from and enough stored windows to train on: what the node's
+        status tells the aggregator, so rounds ask only nodes that can answer."""
+        return self.base is not None and self._has_data
 
     def submit_command(self, command: Command) -> None:
         self._jobs.put(command)
@@ -212,10 +227,10 @@ class LocalLearner:
                     self._round(job)
             except TrainingFailedError as exc:
                 self.stats.failures += 1
-                self._event("training_failed", None, {"kind": exc.kind, "reason": exc.reason})
+                self._event("training_failed", None, _failure(job, exc.kind, exc.reason))
             except ModelRejectedError as exc:
                 self.stats.failures += 1
-                self._event("training_failed", None, {"kind": "export", "reason": exc.reason})
+                self._event("training_failed", None, _failure(job, "export", exc.reason))
             finally:
                 self._busy.clear()
                 release_free_memory()
@@ -290,6 +305,7 @@ class LocalLearner:
 
     def _round(self, command: Command) -> None:
         params = command.params
+        self._await_base(command)
         refusal = self._refusal(command)
         if refusal is not None:
             self.stats.refused_commands += 1
@@ -323,6 +339,18 @@ class LocalLearner:
         result, _, _, _ = self._train(base.spec, base.arrays, recent.windows, config)
         self.stats.rounds += 1
         self._send_update(base, result, round_id=round_id)
+
+    def _await_base(self, command: Command) -> None:
+        """A command can overtake the global model it names (the model is bigger and is
+        installed on another thread): give a newer base a moment to arrive before refusing."""
+        wanted = command.params.get("base_version")
+        if not isinstance(wanted, int):
+            return
+        until = time.monotonic() + BASE_WAIT_S
+        if command.deadline is not None:
+            until = min(until, time.monotonic() + command.deadline - time.time())
+        while time.monotonic() < until and (self.base is None or self.base.version < wanted):
+            time.sleep(0.05)
 
     def _refusal(self, command: Command) -> str | None:
         if command.action != "train":
@@ -396,3 +424,12 @@ class LocalLearner:
                 None,
                 {"update_ids": [d.update_id for d in put.dropped], "reason": "outbox full"},
             )
+
+
+def _failure(job: Firing | Command, kind: str, reason: str) -> dict[str, Plain]:
+    """A training_failed event's data; a round's names its command, so the aggregator knows
+    the node will not deliver."""
+    data: dict[str, Plain] = {"kind": kind, "reason": reason}
+    if isinstance(job, Command):
+        data["command_id"] = job.command_id
+    return data

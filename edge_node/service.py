@@ -105,6 +105,7 @@ class EdgeNode:
                 self._publish_event,
                 config=config.learning,
             )
+            self.learner.on_trainable = self._announce
             if calibration is not None:
                 self.learner.set_baselines(calibration.devices)
         if stored is not None:
@@ -182,6 +183,8 @@ class EdgeNode:
             "rejected": self.rejects.total,
             "threshold": None if model is None else model.threshold,
         }
+        if self.learner is not None:
+            info["trainable"] = self.learner.trainable
         return NodeStatus(
             node=self.config.node,
             online=online,
