@@ -154,21 +154,22 @@ def delta_like(model: GlobalModel, scale: float, seed: int) -> dict[str, NDArray
 
 def update_for(
     node: str,
-    model: GlobalModel,
+    base: GlobalModel,
+    /,
     *,
     round_id: int | None = None,
     samples: int = 100,
     seed: int = 0,
     **changes: Any,
 ) -> ModelUpdate:
-    """A well-formed update against ``model``; ``changes`` override any field."""
+    """A well-formed update against ``base``; ``changes`` override any field."""
     fields: dict[str, Any] = {
         "node": node,
-        "model": model.model,
-        "base_version": model.version,
+        "model": base.model,
+        "base_version": base.version,
         "update_id": uuid.uuid4().hex,
         "num_samples": samples,
-        "arrays": delta_like(model, 0.01, seed),
+        "arrays": delta_like(base, 0.01, seed),
         "round_id": round_id,
         **changes,
     }

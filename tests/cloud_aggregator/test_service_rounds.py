@@ -38,11 +38,11 @@ def test_rounds_complete_when_a_node_drops_out_and_another_joins(
             for name in ("n1", "n2", "n3"):
                 nodes.append(ready_node(broker, topic_root, tmp_path / name, name, feeder))
             aggregator = handle.drive()
-            assert wait_for(lambda: aggregator.stats.rounds_closed == 1, 90)
-            assert wait_for(lambda: _round_open(aggregator, 2), 30)
+            assert wait_for(lambda: aggregator.stats.rounds_closed == 1, 90), _state(aggregator)
+            assert wait_for(lambda: _round_open(aggregator, 2), 30), _state(aggregator)
             nodes[2].client.abort()  # n3 loses power while training round 2: its Will fires
             nodes.append(ready_node(broker, topic_root, tmp_path / "n4", "n4", feeder))
-            assert wait_for(lambda: aggregator.stats.rounds_closed == 2, 90)
+            assert wait_for(lambda: aggregator.stats.rounds_closed == 2, 90), _state(aggregator)
             registry = aggregator.registry
             rounds = {r.round_id: r for r in registry.rounds("default")}
             applied = {rid: applied_in(aggregator, rid) for rid in rounds}
@@ -71,6 +71,18 @@ def test_rounds_complete_when_a_node_drops_out_and_another_joins(
     assert contributions["n3"].rounds == 1
     assert contributions["n4"].rounds == 1
     assert contributions["n1"].rounds == 2
+
+
+def _state(aggregator: Aggregator) -> str:
+    """What a failing wait should show: the open round and what the fleet says."""
+    current = aggregator.open_round
+    round_state = (
+        "no round open"
+        if current is None
+        else f"round {current.round_id}: selected {current.selected}, delivered "
+        f"{sorted(current.delivered)}, answered {current.answered}, dropped {current.dropped}"
+    )
+    return f"{round_state}; {aggregator.stats}; nodes {aggregator.presence.records()}"
 
 
 def applied_in(aggregator: Aggregator, round_id: int) -> list[str]:
