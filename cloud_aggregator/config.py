@@ -12,7 +12,7 @@ Every key, with its default (docs/aggregator.md explains each)::
     seed = 0                        # ... initialised with this seed
     init = ""                       # or start from a .npz of named arrays / an .onnx file
     strategy = "fedavg"
-    strategy_params = {}            # e.g. {server_lr = 0.1} for fedadam
+    strategy_params = {}            # e.g. {eta = 0.1} for fedadam (docs/strategies.md)
     norm_filter = 0.0               # > 0: drop updates whose norm exceeds K x the median
     sync_rounds = true              # false: no synchronous rounds, only the async buffer
     rounds = 0                      # synchronous rounds to run; 0 = run rounds forever
