@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cloud_aggregator import artifacts
+from cloud_aggregator import versions
 from cloud_aggregator.config import AggregatorConfig, describe
 from cloud_aggregator.intake import Intake
 from cloud_aggregator.presence import Presence
@@ -30,7 +30,6 @@ from cloud_aggregator.rounds import OpenRound, command_id, recruits, round_of, s
 from cloud_aggregator.strategies.base import Arrays, Contribution, ContributionError, Strategy
 from cloud_aggregator.strategies.catalog import make_strategy
 from cloud_aggregator.strategies.fedbuff import AsyncBuffer
-from fedge.models import ModelSpec
 from fedge.mqtt import MqttClient
 from fedge.topics import NodeChannel, TopicRoot
 from fedge.transport import RejectLog, decoding
@@ -99,7 +98,7 @@ class Aggregator:
     def start(self) -> None:
         """Recover (or bootstrap) from the registry, subscribe, connect, publish the model."""
         with self._lock:
-            self._current = self._load_or_bootstrap()
+            self._current = versions.load_or_bootstrap(self.registry, self.config, self.clock())
             self._restore_strategy()
             self._recover_buffer()
             self._recover_round()
@@ -117,35 +116,6 @@ class Aggregator:
         )
         self.client.start()
         self._publish_global(self.current)
-
-    def _load_or_bootstrap(self) -> GlobalModel:
-        model = self.config.model
-        stored = self.registry.current_version(model)
-        if stored is not None:
-            spec = self.config.spec
-            if stored.global_model.architecture != spec.to_plain():
-                log.warning(
-                    "registry %s holds %s as %s; the configured %s applies only to a new registry",
-                    self.registry.path,
-                    model,
-                    stored.global_model.architecture,
-                    spec.to_plain(),
-                )
-            log.info("resuming %s at version %d", model, stored.version)
-            return stored.global_model
-        arrays, onnx = artifacts.bootstrap(self.config.spec, self.config.seed, self.config.init)
-        first = GlobalModel(
-            model,
-            0,
-            arrays,
-            onnx,
-            self.config.spec.to_plain(),
-            metrics={"seed": float(self.config.seed)},
-            created_at=self.clock(),
-        )
-        self.registry.put_version(first, origin="bootstrap")
-        log.info("bootstrapped %s version 0 (%s)", model, self.config.spec.architecture)
-        return first
 
     def _restore_strategy(self) -> None:
         state = self.registry.load_strategy_state(self.config.model, self.strategy.name)
@@ -448,22 +418,10 @@ class Aggregator:
         log.info("async buffer: version %d from %d updates", result.version, len(applied))
 
     def _next_version(self, delta: Arrays, metrics: dict[str, float], now: float) -> GlobalModel:
-        base = self.current
-        arrays = self.strategy.step(base.arrays, delta)
-        spec = ModelSpec.from_plain(base.architecture)
-        return GlobalModel(
-            base.model,
-            base.version + 1,
-            arrays,
-            artifacts.export(spec, arrays),
-            base.architecture,
-            parent_version=base.version,
-            metrics=metrics,
-            created_at=now,
-        )
+        return versions.next_version(self.strategy, self.current, delta, metrics, now)
 
     def _state(self, result: GlobalModel) -> StrategyState:
-        return StrategyState(self.strategy.name, self.strategy.state(), {"version": result.version})
+        return versions.strategy_state(self.strategy, result.version)
 
     def _advance(self, result: GlobalModel) -> None:
         self._current = result
