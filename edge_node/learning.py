@@ -337,8 +337,8 @@ class LocalLearner:
             memory_budget_mb=self.config.training.memory_budget_mb,
         )
         result, _, _, _ = self._train(base.spec, base.arrays, recent.windows, config)
-        self.stats.rounds += 1
         self._send_update(base, result, round_id=round_id)
+        self.stats.rounds += 1  # after the outbox has it: a counted round has its update stored
 
     def _await_base(self, command: Command) -> None:
         """A command can overtake the global model it names (the model is bigger and is

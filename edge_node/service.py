@@ -242,6 +242,9 @@ class EdgeNode:
             )
         scorer = WindowScorer(stored.onnx, window, channels, threads=self.config.threads)
         threshold = self.engine.threshold_for(scorer)
+        # The learner's base first: once the engine scores with this model, a status saying
+        # whether the node can train must already see the base it would train from.
+        self._set_learning_base(stored, spec, arrays)
         self.engine.offer_model(
             ActiveModel(scorer, stored.model, stored.version, stored.origin, threshold)
         )
@@ -259,7 +262,6 @@ class EdgeNode:
                 self.store.save_arrays("model", arrays)
             self._save_calibration(self.engine.snapshot_calibration())
             self._announce()
-        self._set_learning_base(stored, spec, arrays)
 
     def _set_learning_base(
         self,
