@@ -66,6 +66,12 @@ class Presence:
             record = self._nodes.get(node)
             return bool(record and record.online and now - record.last_seen <= self.timeout_s)
 
+    def births(self, node: str) -> int:
+        """How often ``node`` came online (0 for a node never heard of)."""
+        with self._lock:
+            record = self._nodes.get(node)
+            return 0 if record is None else record.births
+
     def records(self) -> list[NodeRecord]:
         with self._lock:
             return [NodeRecord(**vars(r)) for r in self._nodes.values()]

@@ -193,7 +193,7 @@ class Aggregator:
 
     def _on_status(self, status: NodeStatus) -> None:
         with self._lock:
-            before = {r.node: r.births for r in self.presence.records()}.get(status.node, 0)
+            before = self.presence.births(status.node)
             record = self.presence.observe(status, self.clock())
             self.registry.node_seen(status.node, online=status.online, status=status.info)
             if record.births > before:
@@ -292,15 +292,16 @@ class Aggregator:
                 self._waiting_logged = True
             return
         self._waiting_logged = False
+        deadline = now + rounds.deadline_s
         record = self.registry.open_round(
             self.config.model,
             self.current.version,
             selected=selected,
-            deadline=now + rounds.deadline_s,
+            deadline=deadline,
             config=describe(self.config),
         )
         self._round = OpenRound(record, self.strategy.accumulator())
-        self._send_train(record.round_id, selected, now + rounds.deadline_s, now)
+        self._send_train(record.round_id, selected, deadline, now)
         log.info("round %d: asked %s on version %d", record.round_id, selected, record.base_version)
 
     def _send_train(self, round_id: int, nodes: list[str], deadline: float, now: float) -> None:

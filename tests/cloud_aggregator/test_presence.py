@@ -45,3 +45,15 @@ def test_capability_filter_and_birth_count() -> None:
 
     assert presence.live(now=3.0, capability="train") == ["n1"]
     assert next(r for r in presence.records() if r.node == "n1").births == 2
+
+
+def test_births_count_each_time_a_node_comes_online() -> None:
+    """A node is born on its first online status and again after going offline."""
+    presence = Presence()
+    assert presence.births("n1") == 0
+    presence.observe(NodeStatus("n1", online=True, time=0.0), 1.0)
+    presence.observe(NodeStatus("n1", online=True, time=0.0), 2.0)  # a heartbeat
+    assert presence.births("n1") == 1
+    presence.observe(NodeStatus("n1", online=False, time=0.0), 3.0)
+    presence.observe(NodeStatus("n1", online=True, time=0.0), 4.0)
+    assert presence.births("n1") == 2
