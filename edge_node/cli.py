@@ -16,6 +16,7 @@ Options come from flags or the ``[edge]`` table of the config file (flags win)::
     min_windows = 3
     threads = 1
     learning = true              # false: inference only (no torch on this device)
+    trigger = true               # false: no drift-triggered fine-tuning (rounds only)
     trigger_fraction = 0.2       # drift: a sustained 20 % deviation ...
     trigger_window_s = 120       # ... of the rolling statistics over this window ...
     trigger_sustain_s = 300      # ... held this long (must exceed the window)
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 EDGE_KEYS = frozenset(
     {
         "node", "model", "state_dir", "channels", "window", "stride", "batch_size",
-        "max_wait_ms", "calibration_windows", "quantile", "min_windows", "threads",
-        "heartbeat_s", "max_gap_s", "learning", "trigger_fraction", "trigger_window_s",
+        "max_wait_ms", "calibration_windows", "quantile", "margin", "min_windows", "threads",
+        "heartbeat_s", "max_gap_s", "learning", "trigger", "trigger_fraction", "trigger_window_s",
         "trigger_sustain_s", "trigger_cooldown_s", "trigger_max_per_day", "finetune_epochs",
     }
 )  # fmt: skip
@@ -69,7 +70,8 @@ class EdgeCommand:
         parser.add_argument("--batch-size", type=int, help="windows per inference batch")
         parser.add_argument("--max-wait-ms", type=float, help="longest wait to fill a batch")
         parser.add_argument("--calibration-windows", type=int, help="normal windows per device")
-        parser.add_argument("--quantile", type=float, help="threshold quantile (default 0.995)")
+        parser.add_argument("--quantile", type=float, help="threshold quantile of normal scores")
+        parser.add_argument("--margin", type=float, help="threshold = quantile x (1 + margin)")
         parser.add_argument("--min-windows", type=int, help="windows above threshold to alarm")
         parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default 1)")
         parser.add_argument(
@@ -78,6 +80,13 @@ class EdgeCommand:
             action="store_const",
             const=False,
             help="inference only: no drift-triggered fine-tuning, no training rounds",
+        )
+        parser.add_argument(
+            "--no-trigger",
+            dest="trigger",
+            action="store_const",
+            const=False,
+            help="train in aggregator rounds only: no drift-triggered fine-tuning",
         )
 
     def run(self, args: argparse.Namespace) -> int:
@@ -119,7 +128,9 @@ def edge_config(args: argparse.Namespace, table: dict[str, Any]) -> EdgeConfig:
                 max_gap_s=float(pick("max_gap_s", 5.0)),
             ),
             detector=DetectorConfig(
-                quantile=float(pick("quantile", 0.995)), min_windows=int(pick("min_windows", 3))
+                quantile=float(pick("quantile", DetectorConfig.quantile)),
+                margin=float(pick("margin", DetectorConfig.margin)),
+                min_windows=int(pick("min_windows", 3)),
             ),
             calibration_windows=int(pick("calibration_windows", 200)),
             batch_size=int(pick("batch_size", 256)),
@@ -132,6 +143,7 @@ def edge_config(args: argparse.Namespace, table: dict[str, Any]) -> EdgeConfig:
         try:
             learning = LearningConfig(
                 trigger=TriggerConfig(
+                    enabled=pick("trigger", default=True) is not False,
                     fraction=float(pick("trigger_fraction", 0.2)),
                     window_s=float(pick("trigger_window_s", 120.0)),
                     sustain_s=float(pick("trigger_sustain_s", 300.0)),

@@ -106,7 +106,7 @@ class InferenceEngine:
         self._queue: queue.Queue[object] = queue.Queue(config.queue_frames)
         self._devices: dict[str, DeviceWindows] = {}
         self._norms: dict[str, Normalisation] = {}
-        self._calibrating: dict[str, list[NDArray[np.float32]]] = {}
+        self._calibrating: dict[str, list[WindowBlock]] = {}
         self._calibration_set: list[NDArray[np.float32]] = []
         self._calibration_lock = threading.Lock()
         self._model: ActiveModel | None = None
@@ -114,6 +114,11 @@ class InferenceEngine:
         self._swap_lock = threading.Lock()
         self._tracker = EpisodeTracker(config.detector, channels)
         self.on_calibrated: Callable[[Calibration], None] | None = None
+        # (device, normalised calibration windows, their end times): normal data by definition,
+        # which local learning keeps as training data.
+        self.on_calibration_windows: (
+            Callable[[str, NDArray[np.float32], NDArray[np.float64]], None] | None
+        ) = None
         # Observers for local learning, called in the inference thread: keep them cheap.
         self.on_frame: Callable[[SensorFrame], None] | None = None
         self.on_block: BlockHook | None = None
@@ -152,13 +157,7 @@ class InferenceEngine:
 
     def threshold_for(self, scorer: WindowScorer) -> float | None:
         """The node threshold ``scorer`` would need, from the calibration set (None if empty)."""
-        windows = self.calibration_windows()
-        if windows.shape[0] == 0:
-            return None
-        scores = np.concatenate(
-            [scorer.score(windows[i : i + 1024]).score for i in range(0, windows.shape[0], 1024)]
-        )
-        return calibrate_threshold(scores, self.config.detector)
+        return threshold_over(scorer, self.calibration_windows(), self.config.detector)
 
     # -- the inference thread --------------------------------------------------------------------
 
@@ -229,22 +228,22 @@ class InferenceEngine:
 
     def _calibrate(self, block: WindowBlock) -> None:
         collected = self._calibrating.setdefault(block.device, [])
-        collected.append(block.raw)
+        collected.append(block)
         self.stats.windows_calibration += block.count
-        if sum(b.shape[0] for b in collected) < self.config.calibration_windows:
+        if sum(b.count for b in collected) < self.config.calibration_windows:
             return
-        raw = np.concatenate(self._calibrating.pop(block.device))
-        readings = raw.reshape(-1, raw.shape[2])
-        std = readings.std(axis=0)
-        norm = Normalisation(
-            readings.mean(axis=0).astype(np.float32),
-            np.where(std < MIN_STD, 1.0, std).astype(np.float32),
-        )
+        blocks = self._calibrating.pop(block.device)
+        raw = np.concatenate([b.raw for b in blocks])
+        norm = fit_normalisation(raw)
         self._norms[block.device] = norm
+        normalised = norm.apply(raw)
         with self._calibration_lock:
             room = self.config.max_calibration_set - sum(w.shape[0] for w in self._calibration_set)
             if room > 0:
-                self._calibration_set.append(norm.apply(raw[:room]))
+                self._calibration_set.append(normalised[:room])
+        if self.on_calibration_windows is not None:
+            end_time = np.concatenate([b.end_time for b in blocks])
+            self.on_calibration_windows(block.device, normalised, end_time)
         self._take_next_model()
         model = self._model
         if model is not None:
@@ -312,6 +311,29 @@ class InferenceEngine:
                 in_episode = block.device in self._tracker.open_devices()
                 self.on_block(block, normalised_blocks[i], score, model.threshold, in_episode)
             start = stop
+
+
+def fit_normalisation(raw: NDArray[np.float32]) -> Normalisation:
+    """Per-channel mean and std over every reading of ``raw`` windows ``(k, w, c)`` (a
+    channel that does not vary gets std 1, so it normalises to a constant, not to infinity)."""
+    readings = raw.reshape(-1, raw.shape[2])
+    std = readings.std(axis=0)
+    return Normalisation(
+        readings.mean(axis=0).astype(np.float32),
+        np.where(std < MIN_STD, 1.0, std).astype(np.float32),
+    )
+
+
+def threshold_over(
+    scorer: WindowScorer, windows: NDArray[np.float32], detector: DetectorConfig
+) -> float | None:
+    """The threshold ``scorer`` gets from normal ``windows`` (None when there are none)."""
+    if windows.shape[0] == 0:
+        return None
+    scores = np.concatenate(
+        [scorer.score(windows[i : i + 1024]).score for i in range(0, windows.shape[0], 1024)]
+    )
+    return calibrate_threshold(scores, detector)
 
 
 def _with_values(

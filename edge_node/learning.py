@@ -147,6 +147,7 @@ class LocalLearner:
         self._worker = threading.Thread(target=self._work, name=f"{node}-learner", daemon=True)
         engine.on_frame = self._on_frame
         engine.on_block = self._on_block
+        engine.on_calibration_windows = self._on_calibration_windows
 
     def start(self, sender: OutboxSender) -> None:
         self.sender = sender
@@ -173,6 +174,8 @@ class LocalLearner:
         del self._episodes[device][:-1000]
 
     def _on_frame(self, frame: SensorFrame) -> None:
+        if not self.config.trigger.enabled:
+            return
         times = frame.times()
         self.trigger.observe_readings(frame.device, times, frame.values)
         now = float(times[-1])
@@ -198,13 +201,24 @@ class LocalLearner:
         self.windows.append(
             block.device, normalised, block.end_time, score=score, in_episode=above | in_episode
         )
+        self._note_stored()
+        self.trigger.observe_scores(
+            block.device, float(block.end_time[-1]), int(above.sum()), block.count
+        )
+
+    def _on_calibration_windows(
+        self, device: str, normalised: NDArray[np.float32], end_time: NDArray[np.float64]
+    ) -> None:
+        """A device's calibration windows are normal by definition: a node can train on them
+        in its first round, before it has scored anything."""
+        self.windows.append(device, normalised, end_time)
+        self._note_stored()
+
+    def _note_stored(self) -> None:
         if not self._has_data and len(self.windows) >= self.config.min_train_windows:
             self._has_data = True
             if self.on_trainable is not None:
                 self.on_trainable()
-        self.trigger.observe_scores(
-            block.device, float(block.end_time[-1]), int(above.sum()), block.count
-        )
 
     @property
     def trainable(self) -> bool:
@@ -328,15 +342,10 @@ class LocalLearner:
                 },
             )
             return
-        config = TrainingConfig(
-            epochs=int(params.get("epochs", 1)),  # type: ignore[arg-type]
-            lr=float(params.get("lr", 1e-3)),  # type: ignore[arg-type]
-            mu=float(params.get("mu", 0.0)),  # type: ignore[arg-type]
-            batch_size=self.config.training.batch_size,
-            time_budget_s=self.config.training.time_budget_s,
-            memory_budget_mb=self.config.training.memory_budget_mb,
-        )
-        result, _, _, _ = self._train(base.spec, base.arrays, recent.windows, config)
+        config = round_training(params, self.config.training)
+        # Every window trains: the round's threshold comes later, from the node's calibration
+        # set under the next global version, so nothing needs holding out here.
+        result = self._run_job(TrainingJob(base.spec, base.arrays, recent.windows, config))
         self._send_update(base, result, round_id=round_id)
         self.stats.rounds += 1  # after the outbox has it: a counted round has its update stored
 
@@ -382,12 +391,7 @@ class LocalLearner:
         order = rng.permutation(windows.shape[0])
         cut = int(windows.shape[0] * (1 - self.config.holdout_fraction))
         train, held_out = windows[order[:cut]], windows[order[cut:]]
-        job = TrainingJob(spec, start, np.ascontiguousarray(train), config)
-        workdir = Path(tempfile.mkdtemp(prefix="train-", dir=self.store.directory))
-        try:
-            result = run_training(job, workdir, self.config.timeout_s)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        result = self._run_job(TrainingJob(spec, start, np.ascontiguousarray(train), config))
         w, c = spec.window, spec.channels
         scorer = WindowScorer(result.onnx, w, c)
         scores = np.concatenate(
@@ -400,6 +404,14 @@ class LocalLearner:
             # saw: never make the threshold tighter than the node's established one.
             threshold = max(threshold, current.threshold)
         return result, scorer, threshold, held_out
+
+    def _run_job(self, job: TrainingJob) -> TrainingResult:
+        """Train in the child process, in a scratch directory removed afterwards."""
+        workdir = Path(tempfile.mkdtemp(prefix="train-", dir=self.store.directory))
+        try:
+            return run_training(job, workdir, self.config.timeout_s)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def _send_update(self, base: BaseModel, result: TrainingResult, round_id: int | None) -> None:
         delta = {k: (result.arrays[k] - base.arrays[k]).astype(np.float32) for k in base.arrays}
@@ -424,6 +436,19 @@ class LocalLearner:
                 None,
                 {"update_ids": [d.update_id for d in put.dropped], "reason": "outbox full"},
             )
+
+
+def round_training(params: Mapping[str, Plain], node: TrainingConfig) -> TrainingConfig:
+    """A round's training config: the command's epochs, lr and FedProx ``mu``; the node's own
+    batch size and budgets (what its hardware affords); the default seed."""
+    return TrainingConfig(
+        epochs=int(params.get("epochs", 1)),  # type: ignore[arg-type]
+        lr=float(params.get("lr", 1e-3)),  # type: ignore[arg-type]
+        mu=float(params.get("mu", 0.0)),  # type: ignore[arg-type]
+        batch_size=node.batch_size,
+        time_budget_s=node.time_budget_s,
+        memory_budget_mb=node.memory_budget_mb,
+    )
 
 
 def _failure(job: Firing | Command, kind: str, reason: str) -> dict[str, Plain]:

@@ -35,6 +35,7 @@ DAY_S = 86_400.0
 
 @dataclass(frozen=True)
 class TriggerConfig:
+    enabled: bool = True  # False: no drift fine-tuning (rounds only, e.g. a fixed evaluation)
     fraction: float = 0.20
     window_s: float = 120.0
     sustain_s: float = 300.0
