@@ -74,7 +74,8 @@ class EngineStats:
     windows_calibration: int = 0
     windows_unscored: int = 0  # ready but no model or threshold yet
     batches: int = 0
-    episodes: int = 0
+    episodes: int = 0  # opened
+    episodes_closed: int = 0
     swaps: int = 0
 
 
@@ -294,8 +295,6 @@ class InferenceEngine:
             else np.concatenate(normalised_blocks)
         )
         scores = model.scorer.score(batch)
-        self.stats.batches += 1
-        self.stats.windows_scored += batch.shape[0]
         start = 0
         for i, block in enumerate(blocks):
             stop = start + block.count
@@ -306,11 +305,16 @@ class InferenceEngine:
                 block.device, block.end_time, score, channel_error, model.threshold
             ):
                 self.stats.episodes += event.state == "open"
+                self.stats.episodes_closed += event.state == "closed"
                 self._on_event(event, model)
             if self.on_block is not None:
                 in_episode = block.device in self._tracker.open_devices()
                 self.on_block(block, normalised_blocks[i], score, model.threshold, in_episode)
             start = stop
+        # Counted once the batch's episodes are out: a reader that sees the count also sees the
+        # events of every window it counts.
+        self.stats.batches += 1
+        self.stats.windows_scored += batch.shape[0]
 
 
 def fit_normalisation(raw: NDArray[np.float32]) -> Normalisation:
