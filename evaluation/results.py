@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -84,7 +85,7 @@ def as_json(
             "rounds": [
                 {
                     "round": r.index,
-                    "f1": round(r.f1, 4),
+                    "f1": round(r.f1, 4) if math.isfinite(r.f1) else None,
                     "loss_before": r.loss_before,
                     "loss_after": r.loss_after,
                 }

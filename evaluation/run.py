@@ -33,6 +33,11 @@ def evaluate(
     def progress(line: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr, flush=True)
 
+    if live and not log.isEnabledFor(logging.DEBUG):
+        # Twenty nodes and an aggregator log every install and round at INFO: keep the
+        # terminal to the progress lines (--log-level debug shows everything).
+        for name in ("edge_node", "cloud_aggregator", "fedge"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     dataset = skab.load(directory, min_rows=config.train_rows + config.window)
     nodes = [prepare(e, config) for e in dataset.experiments]
     progress(f"{len(nodes)} runs prepared ({', '.join(dataset.skipped) or 'none'} skipped)")
