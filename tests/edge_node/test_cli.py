@@ -46,6 +46,20 @@ def test_no_learning_means_inference_only() -> None:
     assert edge_config(_args("--node", "n1"), {"learning": False}).learning is None
 
 
+def test_trigger_and_threshold_margin_are_configurable() -> None:
+    """--no-trigger (or trigger = false) keeps rounds but drops drift fine-tuning; --margin
+    sets the threshold's headroom over the calibration quantile."""
+    config = edge_config(_args("--node", "n1", "--no-trigger", "--margin", "0.5"), {})
+    assert config.learning is not None
+    assert not config.learning.trigger.enabled
+    assert config.engine.detector.margin == 0.5
+    from_table = edge_config(_args("--node", "n1"), {"trigger": False, "quantile": 0.98})
+    assert from_table.learning is not None
+    assert not from_table.learning.trigger.enabled
+    assert from_table.engine.detector.quantile == 0.98
+    assert edge_config(_args("--node", "n1"), {}).learning.trigger.enabled  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("argv", "table", "message"),
     [

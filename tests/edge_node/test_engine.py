@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from edge_node.engine import EngineConfig, InferenceEngine
+from edge_node.detector import EpisodeEvent
+from edge_node.engine import ActiveModel, EngineConfig, InferenceEngine
 from edge_node.scorer import WindowScorer
 from edge_node.state import Calibration
 from fedge.transport import RejectLog
@@ -438,3 +439,59 @@ def test_exactly_once_holds_for_any_stride(
     indices = journal.indices("pump-1")
     assert indices == expected[len(expected) - len(indices) :]
     assert len(expected) - len(indices) == engine.stats.windows_calibration >= CALIBRATION
+
+
+def test_calibration_windows_are_handed_on_normalised_with_their_end_times(
+    dense_model: Exported, frames: FrameFactory
+) -> None:
+    """Local learning gets each device's calibration windows, normalised as they will be
+    scored, once, when the device is calibrated (they are the node's first training data)."""
+    # Prepare
+    handed: list[tuple[str, np.ndarray, np.ndarray]] = []
+    engine = _engine()
+    engine.on_calibration_windows = lambda d, w, t: handed.append((d, w, t))
+
+    # Execute
+    with running(engine):
+        submit_all(engine, frames.stream("pump-1", FRAMES))
+
+    # Assert
+    assert len(handed) == 1
+    device, windows, end_time = handed[0]
+    assert device == "pump-1"
+    assert windows.shape == (engine.stats.windows_calibration, WINDOW, C)
+    assert end_time.shape == (windows.shape[0],)
+    assert np.all(np.diff(end_time) > 0)
+    np.testing.assert_array_equal(windows, engine.calibration_windows())
+    norm = engine.normalisation("pump-1")
+    assert norm is not None
+    assert abs(float(windows.mean())) < 0.5  # normalised, not raw
+
+
+def test_scored_windows_are_counted_after_their_episodes_are_out(
+    dense_model: Exported, frames: FrameFactory
+) -> None:
+    """Whoever sees ``windows_scored`` cover a window has also been told its episodes."""
+    # Prepare
+    seen: list[tuple[int, int]] = []
+    engine: InferenceEngine
+
+    class Recording(Events):
+        def __call__(self, event: EpisodeEvent, model: ActiveModel) -> None:
+            seen.append((engine.stats.windows_scored, engine.stats.episodes))
+            super().__call__(event, model)
+
+    engine = _engine(events=Recording())
+    engine.offer_model(active(WindowScorer(dense_model.onnx, WINDOW, C)))
+    stream = frames.stream("spiky", FRAMES, spikes=range(300, 306), spike_channel=1)
+
+    # Execute
+    with running(engine):
+        submit_all(engine, stream)
+
+    # Assert: when the episode opened, its batch was not yet counted as scored
+    assert seen
+    windows_then, episodes_then = seen[0]
+    assert episodes_then == 1
+    assert windows_then < engine.stats.windows_scored
+    assert engine.stats.episodes == engine.stats.episodes_closed == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,11 @@ def observer(
 
 
 def _node(
-    broker: RunningBroker, topics: TopicRoot, state: Path, scores: Scores | None = None
+    broker: RunningBroker,
+    topics: TopicRoot,
+    state: Path,
+    scores: Scores | None = None,
+    trigger: TriggerConfig = TRIGGER,
 ) -> EdgeNode:
     config = EdgeConfig(
         node=NODE,
@@ -131,7 +135,7 @@ def _node(
             max_calibration_set=CALIBRATION,
         ),
         heartbeat_s=3600,
-        learning=LearningConfig(trigger=TRIGGER, training=TrainingConfig(epochs=20, lr=2e-3)),
+        learning=LearningConfig(trigger=trigger, training=TrainingConfig(epochs=20, lr=2e-3)),
     )
     options = client_options(NODE, topics, MqttOptions(protocol=broker.protocol))
     node = EdgeNode(config, MqttClient(broker.url, options), topics, on_scored=scores)
@@ -207,3 +211,32 @@ def test_drift_fires_once_fine_tunes_and_keeps_detecting(
     assert (update.node, update.base_version, update.round_id) == (NODE, 1, None)
     assert update.num_samples > 0
     assert set(update.arrays) == set(_global_model().arrays)
+
+
+def test_a_node_trains_on_its_calibration_windows_and_a_disabled_trigger_never_fires(
+    broker: RunningBroker,
+    topic_root: TopicRoot,
+    observer: tuple[MqttClient, Collector[Event], Collector[ModelUpdate]],
+    tmp_path: Path,
+) -> None:
+    """Calibration windows are normal by definition: they are the node's training data (so it
+    can join a round at once); with the trigger off, the same drift fine-tunes nothing."""
+    client, events, _ = observer
+    frames = _fleet(END)
+    node = _node(broker, topic_root, tmp_path / NODE, trigger=replace(TRIGGER, enabled=False))
+    try:
+        client.publish(str(topic_root.model("default")), encode(_global_model()), retain=True)
+        assert wait_for(lambda: node.engine.model is not None, 30)
+        _send(client, topic_root, frames, 0, 760)
+        sent = sum(1 for f in frames if f.t0 < T0 + 760)
+        assert wait_for(lambda: node.engine.stats.frames >= sent, timeout=30)
+        learner = node.learner
+        assert learner is not None
+        assert learner.trainable
+        assert learner.windows.stats.offered >= CALIBRATION  # calibration + scored windows
+        assert wait_for(lambda: len(_of(events, "anomaly")) >= 1, timeout=30)  # still detects
+    finally:
+        node.stop()
+    assert _of(events, "trigger") == []
+    assert _of(events, "finetune") == []
+    assert learner.stats.firings == 0
