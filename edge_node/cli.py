@@ -12,7 +12,8 @@ Options come from flags or the ``[edge]`` table of the config file (flags win)::
     batch_size = 256
     max_wait_ms = 5
     calibration_windows = 200
-    quantile = 0.995
+    quantile = 0.99
+    margin = 1.5                 # threshold = quantile of calibration scores x (1 + margin)
     min_windows = 3
     threads = 1
     learning = true              # false: inference only (no torch on this device)

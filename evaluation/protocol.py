@@ -37,9 +37,7 @@ class EvalConfig:
     batch_size: int = 32
     strategy: str = "fedavg"
     seed: int = 0
-    detector: DetectorConfig = field(
-        default_factory=lambda: DetectorConfig(quantile=0.99, margin=1.5)
-    )
+    detector: DetectorConfig = field(default_factory=DetectorConfig)  # the node's defaults
     frame_rows: int = 20  # readings per replayed frame; must divide train_rows
     max_gap_s: float = 5.0
 

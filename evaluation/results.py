@@ -55,12 +55,15 @@ def traffic_lines(results: Sequence[ModeResult]) -> list[str]:
             continue
         nodes = max(1, len(traffic.sent))
         rounds = max(1, max((len(r) for r in traffic.sent.values()), default=1))
+        received = sum(sum(row) for row in traffic.received.values())
         raw = sum(traffic.raw_bytes.values())
         lines.append(
-            f"{result.mode}: {traffic.total_sent / nodes / rounds / 1e3:.1f} kB sent and "
-            f"{(traffic.total_received) / nodes / rounds / 1e3:.1f} kB received per node per "
-            f"round; {(traffic.total_sent + traffic.total_received) / 1e6:.2f} MB in total vs "
-            f"{raw / 1e6:.2f} MB of raw readings "
+            f"{result.mode}{' (live)' if result.live else ''}: per node per round "
+            f"{traffic.total_sent / nodes / rounds / 1e3:.1f} kB sent, "
+            f"{received / nodes / rounds / 1e3:.1f} kB received"
+            + (f" (+{traffic.final_model / 1e3:.1f} kB final model)" if traffic.final_model else "")
+            + f"; {(traffic.total_sent + traffic.total_received) / 1e6:.2f} MB in total vs "
+            f"{raw / 1e6:.2f} MB of raw float32 readings "
             f"({sum(traffic.frame_bytes.values()) / 1e6:.2f} MB as sensor frames)"
         )
     return lines

@@ -53,7 +53,10 @@ def test_threshold_is_the_calibration_quantile_times_one_plus_margin() -> None:
 
 def test_threshold_of_perfect_reconstruction_stays_positive() -> None:
     """All-zero calibration scores give a tiny positive threshold, not zero."""
-    assert calibrate_threshold(np.zeros(10, np.float32), DetectorConfig()) == pytest.approx(1e-12)
+    config = DetectorConfig()
+    assert calibrate_threshold(np.zeros(10, np.float32), config) == pytest.approx(
+        1e-12 * (1 + config.margin)
+    )
 
 
 def test_threshold_without_calibration_windows_is_refused() -> None:
