@@ -130,18 +130,34 @@ class DeviceWindows:
         self._last_time = None
 
     def _consume(self, frame: SensorFrame) -> list[WindowBlock]:
+        """Window a frame's readings; a gap longer than ``max_gap_s`` inside the frame (a
+        device that batched across an outage) resets the windows just as one between frames."""
         times = frame.times()
+        inner = np.flatnonzero(np.diff(times) > self.config.max_gap_s) + 1
+        if inner.size == 0:
+            return self._consume_rows(frame.values, times)
+        blocks: list[WindowBlock] = []
+        for values, stamps in zip(
+            np.split(frame.values, inner), np.split(times, inner), strict=True
+        ):
+            blocks.extend(self._consume_rows(values, stamps))
+        return blocks
+
+    def _consume_rows(
+        self, values: NDArray[np.float32], times: NDArray[np.float64]
+    ) -> list[WindowBlock]:
         if self._last_time is not None and times[0] - self._last_time > self.config.max_gap_s:
             self._reset()
         self._last_time = float(times[-1])
         w, stride = self.config.window, self.config.stride
-        data = np.concatenate((self._tail, frame.values)) if self._tail.size else frame.values
+        rows = values.shape[0]
+        data = np.concatenate((self._tail, values)) if self._tail.size else values
         data_times = np.concatenate((self._tail_times, times)) if self._tail.size else times
         run_before = self._run
         start_run = run_before - self._tail.shape[0]  # run index of data[0]
-        self._run += frame.rows
+        self._run += rows
         first_index = self._readings - self._tail.shape[0]  # stream index of data[0]
-        self._readings += frame.rows
+        self._readings += rows
         # New window ends: run indices e >= w-1 among the new readings, on the stride grid.
         lo = max(w - 1, run_before)
         first_end = lo + (-(lo - (w - 1))) % stride

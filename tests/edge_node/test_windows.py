@@ -187,6 +187,27 @@ def test_a_jump_in_time_beyond_max_gap_resets_the_window(frames: FrameFactory) -
     assert times[-1] == pytest.approx(T_START + 95 * PERIOD + 30.0)
 
 
+def test_a_gap_inside_one_frame_resets_the_window() -> None:
+    """A device that batched readings across an outage: the gap is inside one frame, and no
+    window spans it either (SKAB runs have such 54-76 s gaps)."""
+    # Prepare
+    stream = _stream(WindowConfig(window=16, stride=1, max_gap_s=1.0))
+    rows = 80
+    stamps = T_START + np.arange(rows) * PERIOD
+    stamps[40:] += 30.0  # the outage, between readings 39 and 40
+    values = np.random.default_rng(0).normal(size=(rows, len(CHANNELS))).astype(np.float32)
+    frame = SensorFrame("pump-1", 0, CHANNELS, values, t0=float(stamps[0]), timestamps=stamps)
+
+    # Execute
+    blocks = _feed(stream, [frame])
+
+    # Assert: windows end at 15..39, then again from 40 + 15 on; none straddles the gap
+    assert _ends(blocks) == list(range(15, 40)) + list(range(55, 80))
+    assert stream.stats.gaps == 1
+    raw = _raw(blocks)
+    np.testing.assert_array_equal(raw[25], values[40:56])  # the first window after the gap
+
+
 def test_a_time_step_within_max_gap_is_not_a_gap(frames: FrameFactory) -> None:
     """Readings just under max_gap_s apart still belong to one run."""
     # Prepare
