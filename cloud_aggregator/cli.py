@@ -13,8 +13,6 @@ import logging
 import threading
 
 from cloud_aggregator.config import AGGREGATOR_KEYS, aggregator_config
-from cloud_aggregator.registry import Registry
-from cloud_aggregator.service import Aggregator
 from fedge.config import load_file, mqtt_settings, section
 from fedge.mqtt import MqttClient
 
@@ -50,6 +48,11 @@ class AggregatorCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
+        # The service exports ONNX with torch: imported here, not when the CLI loads every
+        # command (`fedge edge` on a device without torch must not pay for it or fail on it).
+        from cloud_aggregator.registry import Registry  # noqa: PLC0415
+        from cloud_aggregator.service import Aggregator  # noqa: PLC0415
+
         config = load_file(args.config)
         settings = mqtt_settings(args, config)
         aggregator_settings = aggregator_config(

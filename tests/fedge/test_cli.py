@@ -29,6 +29,23 @@ def test_registered_commands_are_discovered() -> None:
     assert all(c.help for c in commands.values())
 
 
+def test_loading_every_command_imports_neither_torch_nor_matplotlib() -> None:
+    """The CLI loads every command at start-up: `fedge edge` on a device without torch must
+    neither pay for torch nor fail on it, and no entry may be unavailable."""
+    probe = (
+        "import json, sys; from fedge.cli import load_commands; "
+        "print(json.dumps({'names': sorted(load_commands()), "
+        "'heavy': [m for m in ('torch', 'matplotlib') if m in sys.modules]}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = json.loads(done.stdout)
+    assert loaded["heavy"] == []
+    assert {"aggregator", "edge", "evaluate", "demo"} <= set(loaded["names"])
+    assert "unavailable" not in done.stderr, done.stderr
+
+
 def test_every_command_takes_broker_and_config() -> None:
     """--broker and --config are accepted by every subcommand."""
     commands = load_commands()
