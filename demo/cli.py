@@ -9,6 +9,7 @@ directory. Ctrl-C stops every process it started, and theirs.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import tempfile
@@ -17,11 +18,13 @@ from typing import Any
 
 from demo import report
 from demo.plan import DemoSettings, RunFiles
-from demo.run import DemoRun
+from demo.run import DemoFailedError, DemoRun
 from demo.status import StatusLine
 from demo.summary import summarise
 from device_sim.scenario import parse_duration
 from fedge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Common options that make no sense for a demo that runs its own, anonymous, local broker.
 _REFUSED = {
@@ -83,6 +86,7 @@ class DemoCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         settings = demo_settings(args)
+        _check_report_dir(args.report)
         root, temporary = _run_dir(args.run_dir)
         status = StatusLine(sys.stdout)
         demo = DemoRun(
@@ -94,7 +98,7 @@ class DemoCommand:
             protocol=args.mqtt_protocol,
             log_level=args.log_level,
         )
-        outcome = "failed"
+        outcome, report_error = "failed", None
         try:
             demo.execute()
             outcome = "completed"
@@ -103,9 +107,15 @@ class DemoCommand:
             raise
         finally:
             keep = bool(args.keep) or not temporary or outcome == "failed"
-            self._finish(demo, settings, args.report, outcome, keep)
+            try:
+                self._finish(demo, settings, args.report, outcome, keep)
+            except OSError as exc:  # logged here too: another error may be on its way out
+                report_error = exc
+                log.error("cannot write the report to %s: %s", args.report, exc)
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
+        if report_error is not None:
+            raise DemoFailedError(f"cannot write the report to {args.report}: {report_error}")
         return 0
 
     def _finish(
@@ -151,6 +161,14 @@ def demo_settings(args: argparse.Namespace) -> DemoSettings:
     if args.mqtt_protocol == "5" and args.embedded_broker:
         raise ConfigError("mqtt-protocol", "the embedded broker speaks MQTT 3.1.1 only")
     return settings
+
+
+def _check_report_dir(directory: Path) -> None:
+    """Fail before starting anything if the report could not be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("report", f"cannot create {directory}: {exc.strerror}") from None
 
 
 def _run_dir(given: Path | None) -> tuple[Path, bool]:

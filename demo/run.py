@@ -98,6 +98,12 @@ class DemoRun:
             self._prepare()
             self._start_platform()
             self._watch()
+        except KeyboardInterrupt:
+            self.status.say(
+                "interrupted: stopping the simulator, the nodes, the aggregator and the broker "
+                "(Ctrl-C again to skip the grace period)"
+            )
+            raise
         finally:
             for sig in previous:  # while stopping, another Ctrl-C only means "no more grace"
                 signal.signal(sig, self._hurry)
