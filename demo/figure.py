@@ -134,7 +134,7 @@ def _traffic(ax: Any, summary: dict[str, Any]) -> None:
     ax.set_xlabel("seconds since the demo started")
     ax.set_ylabel("cumulative kB")
     ax.set_title("bytes exchanged vs shipping the raw data", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def _rounds(ax: Any, summary: dict[str, Any]) -> None:

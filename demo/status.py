@@ -1,12 +1,13 @@
 """The demo's live progress: one refreshing line on a terminal, one line a second elsewhere.
 
-A terminal gets the line redrawn in place (``\\r`` and erase-to-end-of-line), so the run reads
-like a dashboard; a pipe, a CI log or a test gets a plain line per second, so nothing is lost
-to carriage returns.
+A terminal gets the line redrawn in place (``\\r`` and erase-to-end-of-line, cut to the
+terminal's width), so the run reads like a dashboard; a pipe, a CI log or a test gets a plain
+line per second, so nothing is lost to carriage returns.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import TextIO
 
@@ -35,8 +36,11 @@ def status_text(elapsed: float, snap: Snapshot, rounds: int, nodes: int, phase: 
 class StatusLine:
     """Writes status lines to ``stream``, redrawing on a TTY, at most every ``interval_s``."""
 
-    def __init__(self, stream: TextIO, interval_s: float | None = None) -> None:
+    def __init__(
+        self, stream: TextIO, interval_s: float | None = None, columns: int | None = None
+    ) -> None:
         self.stream = stream
+        self.columns = columns  # None: the terminal's width at each redraw
         self.tty = stream.isatty()
         self.interval_s = interval_s if interval_s is not None else (0.25 if self.tty else 1.0)
         self._last = -float("inf")
@@ -48,7 +52,9 @@ class StatusLine:
     def show(self, text: str) -> None:
         self._last = time.monotonic()
         if self.tty:
-            self.stream.write("\r" + text + "\x1b[K")
+            # A line wider than the terminal wraps, and "\r" could only redraw its last part.
+            width = (self.columns or shutil.get_terminal_size().columns) - 1
+            self.stream.write("\r" + text[:width] + "\x1b[K")
             self._drawn = True
         else:
             self.stream.write(text + "\n")

@@ -122,17 +122,18 @@ class _Terminal(io.StringIO):
 
 
 def test_the_status_line_redraws_on_a_terminal_and_prints_lines_elsewhere() -> None:
-    """On a TTY the line is redrawn in place; in a pipe each update is a line of its own."""
+    """On a TTY the line is redrawn in place, cut to the terminal's width; in a pipe each
+    update is a line of its own."""
     snap = _run().snapshot()
     text = status_text(12.0, snap, rounds=2, nodes=2, phase="scenario  40 %")
     terminal, pipe = _Terminal(), io.StringIO()
 
     for stream in (terminal, pipe):
-        line = StatusLine(stream)
+        line = StatusLine(stream, columns=41)
         line.show(text)
         line.show(text)
         line.say("done")
 
     assert "rounds 2/2 | nodes online 2/2 | anomalies 1 | triggers 1 | fine-tunes 1" in text
-    assert terminal.getvalue() == f"\r{text}\x1b[K\r{text}\x1b[K\ndone\n"
+    assert terminal.getvalue() == f"\r{text[:40]}\x1b[K\r{text[:40]}\x1b[K\ndone\n"
     assert pipe.getvalue() == f"{text}\n{text}\ndone\n"
