@@ -22,7 +22,8 @@ from demo.run import DemoFailedError, DemoRun
 from demo.status import StatusLine
 from demo.summary import summarise
 from device_sim.scenario import parse_duration
-from fedge.errors import ConfigError
+from fedge.errors import ConfigError, TopicError
+from fedge.topics import TopicRoot
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,11 @@ def demo_settings(args: argparse.Namespace) -> DemoSettings:
     if args.timeout is not None:
         values["timeout_s"] = parse_duration("timeout", args.timeout)
     settings = DemoSettings(**{**defaults.__dict__, **values})
+    if args.topic_prefix is not None:
+        try:
+            TopicRoot(args.topic_prefix)
+        except TopicError as exc:
+            raise ConfigError("topic-prefix", str(exc)) from None
     if args.mqtt_protocol == "5" and args.embedded_broker:
         raise ConfigError("mqtt-protocol", "the embedded broker speaks MQTT 3.1.1 only")
     return settings

@@ -6,8 +6,9 @@ run waits for its version 0: only then does the aggregator's persistent session 
 broker, so no node update can be published before anyone will keep it. Then the edge nodes,
 and the simulator once every node is online, so calibration starts together everywhere.
 
-The run ends by itself once the simulated data is through, the rounds have closed and every
-trigger firing has its fine-tune outcome, after a short tail for the last events. Whatever
+The simulator then plays the warm-up (``demo.plan``), again and again until the rounds have
+closed, and then the scenario. The run ends by itself once the scenario's data is through and
+every trigger firing has its fine-tune outcome, after a short tail for the last events. Whatever
 ends it (that, Ctrl-C, SIGTERM, a child that dies, a timeout, a bug), ``shutdown`` stops the
 simulator, then the nodes and the aggregator, then the broker, and kills anything left,
 grandchildren included (``demo.children``).
@@ -87,6 +88,7 @@ class DemoRun:
         self.sim_started: float | None = None  # demo time the first simulator run began
         self._data_start = float(int(time.time()))  # data time of the next simulator run
         self.scenario_started: float | None = None  # demo time the scenario began
+        self._readings_before_scenario = 0
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -195,6 +197,7 @@ class DemoRun:
             self.sim_started = self.clock()
         if scenario_run:
             self.scenario_started = self.clock()
+            self._readings_before_scenario = self.tally.snapshot().readings
         command = plan.sim_command(settings, self.files, start=start, scenario_run=scenario_run)
         name = "sim-scenario" if scenario_run else f"sim-warmup-{self._sim_runs}"
         return self.children.start(name, [*command, *self._common])
@@ -303,9 +306,10 @@ class DemoRun:
     def _phase(self, now: float) -> str:
         """What the run is doing: calibrating, training, or how far the scenario has come."""
         if self.scenario_started is not None:
-            elapsed = (now - self.scenario_started) * self.settings.speed
-            share = min(1.0, elapsed / plan.SCENARIO_S)
-            return f"scenario {100 * share:3.0f} %"
+            settings = self.settings
+            planned = plan.SCENARIO_S * plan.RATE_HZ * settings.nodes * settings.devices
+            seen = self.tally.snapshot().readings - self._readings_before_scenario
+            return f"scenario {100 * min(1.0, seen / planned):3.0f} %"
         if not self.tally.rounds:
             return "calibrating"
         return "training"

@@ -126,6 +126,39 @@ def test_ctrl_c_while_nodes_train_stops_every_process_cleanly(tmp_path: Path) ->
     assert list(scratch.glob("fedge-demo-*")) == []  # the temporary run directory is gone
 
 
+def test_a_child_that_dies_fails_the_run_and_keeps_its_logs(tmp_path: Path) -> None:
+    """The aggregator killed mid-run: the demo stops the rest, names the dead process and its
+    log, exits 2, and keeps its temporary run directory for the post-mortem."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    demo = subprocess.Popen(_demo(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)  # fmt: skip
+    try:
+        found = wait_for(lambda: _aggregator(scratch) is not None, timeout=60)
+        aggregator = _aggregator(scratch)
+        if aggregator is not None:
+            os.kill(aggregator, signal.SIGKILL)
+        out, err = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+    assert found, out[-3000:] + err[-3000:]
+    assert demo.returncode == 2, out[-3000:] + err[-3000:]
+    assert "fedge demo: error: aggregator exited with code -9; its log is" in err
+    [run_dir] = scratch.glob("fedge-demo-*")
+    assert (run_dir / "logs" / "aggregator.log").is_file()
+    assert f"logs, node state and registry: {run_dir}" in out
+    assert _summary(tmp_path)["outcome"] == "failed"
+    assert _of_run(scratch) == []
+
+
+def _aggregator(under: Path) -> int | None:
+    pids = [p for p in _of_run(under) if "fedge.cli aggregator" in _cmdline(p)]
+    return pids[0] if pids else None
+
+
 def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     """A bad value or a broker option fails before anything starts, in one line, exit 2."""
     taken = tmp_path / "taken"
@@ -136,6 +169,7 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
         (["--speed", "500"], "config speed: 500 is outside 1-100"),
         (["--broker", "mqtt://127.0.0.1:1883"], "config --broker: fedge demo starts its own"),
         (["--run-dir", str(taken)], "is not an empty directory"),
+        (["--topic-prefix", "a b"], "config topic-prefix: topic prefix 'a b' is invalid"),
     ]
     for argv, message in cases:
         done = subprocess.run([sys.executable, "-m", "fedge.cli", "demo", *argv],
