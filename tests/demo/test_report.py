@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,19 @@ def test_the_report_directory_has_json_png_and_a_page(tmp_path: Path) -> None:
     assert 'src="demo.png"' in page
     assert 'href="summary.json"' in page
     assert "fedge demo interrupted" in page
+
+
+def test_without_matplotlib_the_report_has_no_figure_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the report extra, summary.json and index.html are still written."""
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)  # import fails
+    summary = summarise(_run(), SETTINGS, outcome="completed", elapsed_s=40.0)
+
+    written = report.write(summary, tmp_path)
+
+    assert [p.name for p in written] == ["summary.json", "index.html"]
+    assert "No figure: matplotlib is not installed" in (tmp_path / "index.html").read_text()
 
 
 def test_human_bytes_uses_decimal_units() -> None:
