@@ -152,4 +152,5 @@ def _rounds(ax: Any, summary: dict[str, Any]) -> None:
     ax.set_ylabel("kB per node (pale: received, solid: sent)")
     ax.set_title("what one round costs each node", fontsize=10)
     if nodes:
-        ax.legend(fontsize=8)
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # room for the legend above the bars
+        ax.legend(fontsize=8, loc="upper center", ncols=min(len(nodes), 4))
