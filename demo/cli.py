@@ -17,26 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from demo import report
+from demo.options import DemoOptions, demo_options
 from demo.plan import DemoSettings, RunFiles
 from demo.run import DemoFailedError, DemoRun
 from demo.status import StatusLine
 from demo.summary import summarise
-from device_sim.scenario import parse_duration
-from fedge.errors import ConfigError, TopicError
-from fedge.topics import TopicRoot
+from fedge.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-# Common options that make no sense for a demo that runs its own, anonymous, local broker.
-_REFUSED = {
-    "config": "--config",
-    "broker": "--broker",
-    "username": "--username",
-    "password_env": "--password-env",
-    "ca_file": "--ca-file",
-    "cert_file": "--cert-file",
-    "key_file": "--key-file",
-}
 
 
 class DemoCommand:
@@ -67,7 +55,6 @@ class DemoCommand:
         add(
             "--report",
             type=Path,
-            default=Path("fedge-demo-report"),
             metavar="DIR",
             help="where summary.json, demo.png and index.html go (default ./fedge-demo-report)",
         )
@@ -78,25 +65,30 @@ class DemoCommand:
             help="where logs, node state and the registry go (default: a temporary directory, "
             "removed at the end unless --keep or the run fails); must be new or empty",
         )
-        add("--keep", action="store_true", help="keep the run directory (logs, state, registry)")
+        add(
+            "--keep",
+            action="store_true",
+            default=None,
+            help="keep the run directory (logs, state, registry)",
+        )
         add(
             "--embedded-broker",
             action="store_true",
+            default=None,
             help="use the embedded MQTT 3.1.1 broker even if Mosquitto is installed",
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        settings = demo_settings(args)
-        _check_report_dir(args.report)
-        root, temporary = _run_dir(args.run_dir)
-        status = StatusLine(sys.stdout)
+        options = demo_options(args)
+        _check_report_dir(options.report)
+        root, temporary = _run_dir(options.run_dir)
         demo = DemoRun(
-            settings,
+            options.settings,
             RunFiles(root),
-            status,
-            embedded_broker=bool(args.embedded_broker),
-            topic_prefix=args.topic_prefix,
-            protocol=args.mqtt_protocol,
+            StatusLine(sys.stdout),
+            embedded_broker=options.embedded_broker,
+            topic_prefix=options.topic_prefix,
+            protocol=options.protocol,
             log_level=args.log_level,
         )
         outcome, report_error = "failed", None
@@ -107,21 +99,19 @@ class DemoCommand:
             outcome = "interrupted"
             raise
         finally:
-            keep = bool(args.keep) or not temporary or outcome == "failed"
+            keep = options.keep or not temporary or outcome == "failed"
             try:
-                self._finish(demo, settings, args.report, outcome, keep)
+                self._finish(demo, options, outcome, keep)
             except OSError as exc:  # logged here too: another error may be on its way out
                 report_error = exc
-                log.error("cannot write the report to %s: %s", args.report, exc)
+                log.error("cannot write the report to %s: %s", options.report, exc)
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
         if report_error is not None:
-            raise DemoFailedError(f"cannot write the report to {args.report}: {report_error}")
+            raise DemoFailedError(f"cannot write the report to {options.report}: {report_error}")
         return 0
 
-    def _finish(
-        self, demo: DemoRun, settings: DemoSettings, directory: Path, outcome: str, keep: bool
-    ) -> None:
+    def _finish(self, demo: DemoRun, options: DemoOptions, outcome: str, keep: bool) -> None:
         """Print the summary table and write the report, whatever the outcome."""
         extra: dict[str, Any] = {
             "broker": demo.broker_kind,
@@ -133,40 +123,14 @@ class DemoCommand:
                        "scenario_started_at": demo.scenario_started},
         }  # fmt: skip
         summary = summarise(
-            demo.tally, settings, outcome=outcome, elapsed_s=demo.elapsed_s, **extra
+            demo.tally, options.settings, outcome=outcome, elapsed_s=demo.elapsed_s, **extra
         )
         print()
         print(report.table(summary))
-        written = report.write(summary, directory)
+        written = report.write(summary, options.report)
         print(f"report: {written[-1]} ({', '.join(p.name for p in written)})")
         if keep:
             print(f"logs, node state and registry: {demo.files.root}")
-
-
-def demo_settings(args: argparse.Namespace) -> DemoSettings:
-    """Validated settings from the flags; options the demo cannot honour are errors."""
-    for attribute, flag in _REFUSED.items():
-        if getattr(args, attribute, None) is not None:
-            raise ConfigError(
-                flag, "fedge demo starts its own local broker and takes no broker options"
-            )
-    defaults = DemoSettings()
-    values: dict[str, Any] = {
-        key: getattr(args, key)
-        for key in ("nodes", "devices", "rounds", "speed", "seed")
-        if getattr(args, key) is not None
-    }
-    if args.timeout is not None:
-        values["timeout_s"] = parse_duration("timeout", args.timeout)
-    settings = DemoSettings(**{**defaults.__dict__, **values})
-    if args.topic_prefix is not None:
-        try:
-            TopicRoot(args.topic_prefix)
-        except TopicError as exc:
-            raise ConfigError("topic-prefix", str(exc)) from None
-    if args.mqtt_protocol == "5" and args.embedded_broker:
-        raise ConfigError("mqtt-protocol", "the embedded broker speaks MQTT 3.1.1 only")
-    return settings
 
 
 def _check_report_dir(directory: Path) -> None:

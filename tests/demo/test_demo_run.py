@@ -167,7 +167,10 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     cases = [
         (["--nodes", "0"], "config nodes: 0 is outside 1-8"),
         (["--speed", "500"], "config speed: 500 is outside 1-100"),
-        (["--broker", "mqtt://127.0.0.1:1883"], "config --broker: fedge demo starts its own"),
+        (
+            ["--broker", "mqtt://127.0.0.1:1883"],
+            "config --broker: fedge demo runs its own local broker",
+        ),
         (["--run-dir", str(taken)], "is not an empty directory"),
         (["--topic-prefix", "a b"], "config topic-prefix: topic prefix 'a b' is invalid"),
     ]
