@@ -33,8 +33,10 @@ def write_run(
     t = np.arange(rows, dtype=np.float64)
     phase = rng.uniform(0, 2 * np.pi, len(CHANNELS))
     base = np.linspace(1.0, 80.0, len(CHANNELS))
-    values = base + 0.5 * np.sin(2 * np.pi * t[:, None] / 40.0 + phase) + rng.normal(
-        0, 0.05, (rows, len(CHANNELS))
+    values = (
+        base
+        + 0.5 * np.sin(2 * np.pi * t[:, None] / 40.0 + phase)
+        + rng.normal(0, 0.05, (rows, len(CHANNELS)))
     )
     truth = np.zeros(rows, dtype=int)
     if anomaly is not None:

@@ -103,9 +103,7 @@ def test_the_command_prints_the_table_and_writes_json(
     assert json.loads(out.read_text(encoding="utf-8"))["modes"]["local"]["overall"]["f1"] >= 0
 
 
-def test_the_command_names_a_bad_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_command_names_a_bad_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["evaluate", "skab", str(tmp_path / "missing")])
     assert code == 2
     assert "is not a directory" in capsys.readouterr().err
