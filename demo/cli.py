@@ -80,6 +80,7 @@ class DemoCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         options = demo_options(args)
+        _check_run_dir(options.run_dir)  # before creating anything
         _check_report_dir(options.report)
         root, temporary = _run_dir(options.run_dir)
         demo = DemoRun(
@@ -141,15 +142,21 @@ def _check_report_dir(directory: Path) -> None:
         raise ConfigError("report", f"cannot create {directory}: {exc.strerror}") from None
 
 
-def _run_dir(given: Path | None) -> tuple[Path, bool]:
-    """The run directory and whether it is a temporary one of ours."""
-    if given is None:
-        return Path(tempfile.mkdtemp(prefix="fedge-demo-")).resolve(), True
-    if given.exists() and (not given.is_dir() or any(given.iterdir())):
+def _check_run_dir(given: Path | None) -> None:
+    if given is not None and given.exists() and (not given.is_dir() or any(given.iterdir())):
         raise ConfigError(
             "run-dir", f"{given} is not an empty directory (old node state would be reused)"
         )
-    given.mkdir(parents=True, exist_ok=True)
+
+
+def _run_dir(given: Path | None) -> tuple[Path, bool]:
+    """The run directory, created, and whether it is a temporary one of ours."""
+    if given is None:
+        return Path(tempfile.mkdtemp(prefix="fedge-demo-")).resolve(), True
+    try:
+        given.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("run-dir", f"cannot create {given}: {exc.strerror}") from None
     return given.resolve(), False
 
 

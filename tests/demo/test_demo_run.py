@@ -175,9 +175,10 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
         (["--topic-prefix", "a b"], "config topic-prefix: topic prefix 'a b' is invalid"),
     ]
     for argv, message in cases:
-        done = subprocess.run([sys.executable, "-m", "fedge.cli", "demo", *argv],
+        done = subprocess.run([sys.executable, "-m", "fedge.cli", "demo", *argv], cwd=tmp_path,
                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
 
         assert done.returncode == 2, (argv, done.stderr)
         assert done.stderr.strip().splitlines()[-1].startswith("fedge demo: error: "), argv
         assert message in done.stderr, (argv, done.stderr)
+    assert not (tmp_path / "fedge-demo-report").exists()  # nothing created before the checks
