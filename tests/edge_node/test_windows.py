@@ -193,7 +193,7 @@ def test_a_gap_inside_one_frame_resets_the_window() -> None:
     # Prepare
     stream = _stream(WindowConfig(window=16, stride=1, max_gap_s=1.0))
     rows = 80
-    stamps = T_START + np.arange(rows) * PERIOD
+    stamps = T_START + np.arange(rows, dtype=np.float64) * PERIOD
     stamps[40:] += 30.0  # the outage, between readings 39 and 40
     values = np.random.default_rng(0).normal(size=(rows, len(CHANNELS))).astype(np.float32)
     frame = SensorFrame("pump-1", 0, CHANNELS, values, t0=float(stamps[0]), timestamps=stamps)

@@ -51,8 +51,9 @@ def test_every_command_takes_broker_and_config() -> None:
     commands = load_commands()
     parser = build_parser(commands)
 
+    positionals = {"bench": ["codec"], "evaluate": ["skab", "data/"]}
     for name in commands:
-        extra = ["codec"] if name == "bench" else []
+        extra = positionals.get(name, [])
         args = parser.parse_args([name, "--broker", "mqtt://h:1", "--config", "x.toml", *extra])
         assert args.broker == "mqtt://h:1"
         assert args.config == "x.toml"
