@@ -414,17 +414,14 @@ class LocalLearner:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _send_update(self, base: BaseModel, result: TrainingResult, round_id: int | None) -> None:
-        delta = {k: (result.arrays[k] - base.arrays[k]).astype(np.float32) for k in base.arrays}
-        metrics = result.metrics.as_floats()
-        update = ModelUpdate(
-            node=self.node,
-            model=base.model,
-            base_version=base.version,
-            update_id=uuid.uuid4().hex,
-            num_samples=int(result.metrics.samples),
-            arrays=delta,
-            metrics={k: float(v) for k, v in metrics.items()},
+        update = update_from(
+            self.node,
+            base.model,
+            base.version,
+            base.arrays,
+            result,
             round_id=round_id,
+            update_id=uuid.uuid4().hex,
             created_at=time.time(),
         )
         if self.sender is None:
@@ -436,6 +433,33 @@ class LocalLearner:
                 None,
                 {"update_ids": [d.update_id for d in put.dropped], "reason": "outbox full"},
             )
+
+
+def update_from(
+    node: str,
+    model: str,
+    base_version: int,
+    base: Mapping[str, NDArray[np.float32]],
+    result: TrainingResult,
+    *,
+    round_id: int | None,
+    update_id: str,
+    created_at: float,
+) -> ModelUpdate:
+    """The update a node sends for a training result: the float32 delta from its base
+    version, weighted by the samples it trained on, with the trainer's metrics."""
+    delta = {k: (result.arrays[k] - base[k]).astype(np.float32) for k in base}
+    return ModelUpdate(
+        node=node,
+        model=model,
+        base_version=base_version,
+        update_id=update_id,
+        num_samples=int(result.metrics.samples),
+        arrays=delta,
+        metrics=result.metrics.as_floats(),
+        round_id=round_id,
+        created_at=created_at,
+    )
 
 
 def round_training(params: Mapping[str, Plain], node: TrainingConfig) -> TrainingConfig:

@@ -16,7 +16,7 @@ the wire codec: the same bytes the live run measures on the broker.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from cloud_aggregator import artifacts, versions
 from cloud_aggregator.strategies.base import Contribution
 from cloud_aggregator.strategies.catalog import make_strategy
-from edge_node.learning import round_training
+from edge_node.learning import round_training, update_from
 from edge_node.trainer.job import TrainingJob, TrainingResult
 from edge_node.trainer.train import train
 from evaluation.metrics import Confusion, pooled
@@ -104,9 +104,9 @@ def run_mode(
 ) -> ModeResult:
     started = time.monotonic()
     if mode == "federated":
-        result = _rounds(mode, {n.node: n for n in nodes}, [list(nodes)], config, progress)
+        result = _rounds(mode, [list(nodes)], config, progress)
     elif mode == "local":
-        result = _rounds(mode, {n.node: n for n in nodes}, [[n] for n in nodes], config, progress)
+        result = _rounds(mode, [[n] for n in nodes], config, progress)
     elif mode == "centralized":
         result = _centralized(nodes, config, progress)
     else:
@@ -116,15 +116,10 @@ def run_mode(
 
 
 def _rounds(
-    mode: str,
-    nodes: Mapping[str, NodeData],
-    groups: list[list[NodeData]],
-    config: EvalConfig,
-    progress: Progress,
+    mode: str, groups: list[list[NodeData]], config: EvalConfig, progress: Progress
 ) -> ModeResult:
     """``config.rounds`` rounds for every group of nodes sharing one model."""
-    first = next(iter(nodes.values()))
-    spec = config.spec_for(len(first.channels))
+    spec = config.spec_for(len(groups[0][0].channels))
     arrays, onnx = artifacts.bootstrap(spec, config.seed)
     start = GlobalModel(MODEL, 0, arrays, onnx, spec.to_plain(), created_at=0.0)
     models = [start] * len(groups)
@@ -140,8 +135,8 @@ def _rounds(
             for node in group:
                 result = train_round(base, node.calibration, config)
                 update = update_of(node.node, base, result, index + 1)
-                command = command_of(node.node, base, index + 1, config)
                 if mode == "federated":  # local nodes never talk to anyone
+                    command = command_of(node.node, base, index + 1, config)
                     traffic.add(
                         node.node,
                         index,
@@ -164,7 +159,7 @@ def _rounds(
         progress(f"{mode}: round {index + 1}/{config.rounds}, F1 {f1:.3f}")
     if mode == "federated":
         traffic.final_model = len(encode(models[0]))
-    _raw_cost(traffic, nodes.values())
+    raw_cost(traffic, [n for group in groups for n in group])
     return ModeResult(mode, detections, records, traffic, 0.0)
 
 
@@ -194,7 +189,7 @@ def _centralized(nodes: Sequence[NodeData], config: EvalConfig, progress: Progre
     for node in nodes:
         shipped = node.frames[: node.train_frames]
         traffic.add(node.node, 0, sum(len(encode(f)) for f in shipped), len(encode(model)))
-    _raw_cost(traffic, nodes)
+    raw_cost(traffic, nodes)
     return ModeResult("centralized", detections, records, traffic, 0.0)
 
 
@@ -212,17 +207,15 @@ def train_round(
 
 
 def update_of(node: str, base: GlobalModel, result: TrainingResult, round_id: int) -> ModelUpdate:
-    """The update ``LocalLearner`` would send: the delta from the base, weighted by samples."""
-    delta = {k: (result.arrays[k] - base.arrays[k]).astype(np.float32) for k in base.arrays}
-    return ModelUpdate(
-        node=node,
-        model=base.model,
-        base_version=base.version,
-        update_id=f"{node}-r{round_id}",
-        num_samples=int(result.metrics.samples),
-        arrays=delta,
-        metrics=result.metrics.as_floats(),
+    """The update ``LocalLearner`` would send (ids and times fixed, so runs repeat)."""
+    return update_from(
+        node,
+        base.model,
+        base.version,
+        base.arrays,
+        result,
         round_id=round_id,
+        update_id=f"{node}-r{round_id}",
         created_at=0.0,
     )
 
@@ -233,7 +226,8 @@ def command_of(node: str, base: GlobalModel, round_id: int, config: EvalConfig) 
     return Command(node, "train", f"round-{round_id}", 0.0, params, 0.0)
 
 
-def _raw_cost(traffic: Traffic, nodes: Iterable[NodeData]) -> None:
+def raw_cost(traffic: Traffic, nodes: Iterable[NodeData]) -> None:
+    """What the nodes' readings weigh: as float32, and as the sensor frames that carried them."""
     for node in nodes:
         recording = node.experiment.recording
         traffic.raw_bytes[node.node] = int(recording.values.nbytes)

@@ -31,7 +31,7 @@ from cloud_aggregator.registry import Registry
 from cloud_aggregator.service import Aggregator
 from device_sim.publish import FramePublisher
 from edge_node.service import EdgeConfig, EdgeNode, client_options
-from evaluation.inprocess import ModeResult, RoundRecord, Traffic
+from evaluation.inprocess import ModeResult, RoundRecord, Traffic, raw_cost
 from evaluation.nodes import Detection, NodeData, calibration_windows, episodes_from, verdict
 from evaluation.protocol import MODEL, EvalConfig
 from evaluation.skab import EvaluationError
@@ -41,7 +41,7 @@ from fedge.errors import WireError
 from fedge.mqtt import MqttClient, MqttOptions
 from fedge.topics import NodeChannel, TopicRoot
 from fedge.transport import Message, RejectLog
-from fedge.wire import Command, Event, GlobalModel, ModelUpdate, decode, encode
+from fedge.wire import Command, Event, GlobalModel, ModelUpdate, decode
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,7 @@ class Observer:
                 for index, base in enumerate(bases):
                     self.traffic.add(node, index, 0, self.model_bytes.get(base, 0))
             self.traffic.final_model = self.model_bytes.get(rounds, 0)
-        for data in nodes:
-            self.traffic.raw_bytes[data.node] = int(data.experiment.recording.values.nbytes)
-            self.traffic.frame_bytes[data.node] = sum(len(encode(f)) for f in data.frames)
+        raw_cost(self.traffic, nodes)
         return self.traffic
 
 

@@ -17,6 +17,7 @@ from edge_node.learning import LearningConfig
 from edge_node.trainer.job import TrainingConfig
 from edge_node.trigger import TriggerConfig
 from edge_node.windows import WindowConfig
+from fedge.errors import ConfigError
 from fedge.models import ModelSpec
 from fedge.wire import Plain
 
@@ -43,12 +44,15 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.train_rows < self.window or self.train_rows % self.frame_rows:
-            raise ValueError(
-                f"train_rows {self.train_rows} must be >= window {self.window} and a multiple "
-                f"of frame_rows {self.frame_rows}"
+            raise ConfigError(
+                "evaluate.train_rows",
+                f"{self.train_rows} must be >= window {self.window} and a multiple of "
+                f"frame_rows {self.frame_rows}",
             )
-        if self.rounds < 1 or self.epochs < 1:
-            raise ValueError("rounds and epochs must be >= 1")
+        if self.rounds < 1:
+            raise ConfigError("--rounds", f"{self.rounds} must be >= 1")
+        if self.epochs < 1:
+            raise ConfigError("evaluate.epochs", f"{self.epochs} must be >= 1")
 
     def spec_for(self, channels: int) -> ModelSpec:
         return ModelSpec(self.architecture, self.window, channels)

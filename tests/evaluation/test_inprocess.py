@@ -107,3 +107,12 @@ def test_the_command_names_a_bad_folder(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(["evaluate", "skab", str(tmp_path / "missing")])
     assert code == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_the_command_names_a_bad_round_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_dataset(tmp_path / "skab", runs=1)
+    code = main(["evaluate", "skab", str(root), "--rounds", "0"])
+    assert code == 2
+    assert "--rounds: 0 must be >= 1" in capsys.readouterr().err
